@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run it. Usage: bash tests/run.sh [pytest args...]
+# - system packages (as root, with apt): Chromium for the browser tests, WordNet for METEOR
+# - a virtual environment in .venv with requirements.txt and requirements-test.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+  need=()
+  for pkg in chromium wordnet-base wordnet-sense-index; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+. .venv/bin/activate
+pip install -q -r requirements.txt -r requirements-test.txt
+python -m pytest -n 2 "$@"
