@@ -4,13 +4,12 @@ import json
 
 import pytest
 
-from curation.llm_client import (
-    LLMClient,
+from curation.llm_client import LLMClient, LLMSettings
+from curation.llm_types import (
     LLMConfigError,
     LLMError,
     LLMFailure,
     LLMResult,
-    LLMSettings,
     Prompt,
     ReplyError,
     decode_json_reply,
