@@ -18,3 +18,23 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["MPLBACKEND"] = "Agg"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.pop("OPENAI_API_KEY", None)                             # tests never spend real money
+
+# --- Loopback Hugging Face Hub stand-in: one server per test process, started before anything imports
+# huggingface_hub (which reads HF_ENDPOINT once, at import). Tests reach it through the `hub` fixture.
+import pytest  # noqa: E402
+
+from tests.helpers.hub_server import HubStandIn  # noqa: E402  (stdlib only: imports no HF library)
+
+HUB = HubStandIn().start()
+os.environ["HF_ENDPOINT"] = HUB.url
+os.environ["HF_TOKEN"] = "hf_test"                                 # the stand-in's user "tester"
+os.environ.pop("HF_HUB_OFFLINE", None)                             # the stand-in is "online", on loopback
+
+
+@pytest.fixture
+def hub() -> HubStandIn:
+    """The process's Hub stand-in, emptied before the test: `hub.url`, `hub.state` (repos, `upload`,
+    `files`, `grant`), `hub.requests`. The user behind HF_TOKEN=hf_test is "tester"."""
+    HUB.reset()
+    yield HUB
+    HUB.reset()
