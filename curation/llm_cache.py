@@ -46,6 +46,9 @@ class ResponseCache:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             if path:
                 self._db.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL survives a crash of the process; only an OS crash may drop the last replies
+                # (they are then asked again). FULL would fsync every reply under the lock (~4 ms each).
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
             self._db.commit()
         except sqlite3.DatabaseError as exc:

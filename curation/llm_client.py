@@ -154,9 +154,13 @@ class LLMClient:
         key = self.cache_key(prompt, user)
         hit = self.cache.get(key)
         if hit is not None:
-            self.stats.add(cache_hits=1)
-            return LLMResult(prompt.parse(decode_json_reply(hit.reply)), hit.reply, True,
-                             Usage(hit.input_tokens, hit.output_tokens), 0, key)
+            try:
+                value = prompt.parse(decode_json_reply(hit.reply))
+            except ReplyError as exc:  # a parser stricter than the one that validated it: ask again
+                log.warning("%s: cached reply no longer validates (%s); requesting a new one", prompt.name, exc)
+            else:
+                self.stats.add(cache_hits=1)
+                return LLMResult(value, hit.reply, True, Usage(hit.input_tokens, hit.output_tokens), 0, key)
         last_error, last_raw = "no attempt made", None
         for attempt in range(1, self.settings.max_attempts + 1):
             if attempt > 1:

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run it. Usage: bash tests/run.sh [pytest args...]
-# - system packages (as root, with apt): Chromium for the browser tests, WordNet for METEOR
+# - system packages (as root, with apt): Chromium for the browser tests, WordNet for METEOR,
+#   PostgreSQL for the review store's PostgreSQL tests
 # - a virtual environment in .venv with requirements.txt and requirements-test.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   need=()
-  for pkg in chromium wordnet-base wordnet-sense-index; do
+  for pkg in chromium wordnet-base wordnet-sense-index postgresql; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

@@ -184,3 +184,16 @@ def test_settings_are_validated():
         LLMSettings(structured_output="xml")
     with pytest.raises(LLMConfigError, match="both"):
         LLMSettings(price_input_per_1m_usd=1.0)
+
+
+def test_a_cached_reply_that_no_longer_validates_is_requested_again(server, key, tmp_path):
+    make_client(server, tmp_path).complete(CLAIMS, "x")                 # caches ["a", "b"]
+    def only_one(obj):
+        claims = _parse_claims(obj)
+        if len(claims) != 1:
+            raise ReplyError("expected exactly one claim")
+        return claims
+    strict = Prompt(**{**CLAIMS.__dict__, "parse": only_one})
+    server.responder = lambda req: '["single"]'
+    result = make_client(server, tmp_path).complete(strict, "x")
+    assert result.value == ["single"] and not result.cached and server.request_count == 2

@@ -86,6 +86,7 @@ class HubStandIn:
 
             def _dispatch(self) -> None:
                 hub.requests.append((self.command, self.path))
+                self._body = self._read_body()   # always drain it: the connection is kept alive
                 try:
                     hub._route(self)
                 except HubError as err:
@@ -96,6 +97,9 @@ class HubStandIn:
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
 
             def body(self) -> bytes:
+                return self._body
+
+            def _read_body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     chunks = []
                     while True:
@@ -221,7 +225,9 @@ class HubStandIn:
                 paths = parse_qs(raw.decode()).get("paths", [])
             return h.send_json(self.state.paths_info(commit, paths))
         if head == "refs" and method == "GET":
-            refs = lambda d, kind: [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": o} for n, o in d.items()]
+            def refs(names: dict, kind: str) -> list[dict]:
+                return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": oid} for n, oid in names.items()]
+
             return h.send_json({"branches": refs(repo.branches, "heads"), "tags": refs(repo.tags, "tags"),
                                 "converts": [], "pullRequests": []})
         if head == "commits" and method == "GET":

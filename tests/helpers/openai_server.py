@@ -111,6 +111,7 @@ class OpenAIStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else every reply waits ~40 ms for a delayed ACK
 
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
