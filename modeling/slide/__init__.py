@@ -1,0 +1,16 @@
+"""The slide pipeline: any whole-slide image -> tissue -> tiles -> tile features.
+
+Modules (each says how to use it):
+- `reader`: `open_slide(path)` for every OpenSlide format, DICOM folders and plain images.
+- `mpp`: level-0 microns per pixel from overrides, metadata or objective power.
+- `tissue`: Otsu tissue mask, contours, QuPath GeoJSON.
+- `tiling`: `tile_slide(...)`, tiles at a target MPP in level-0 coordinates.
+- `coords_h5`, `features_h5`: TRIDENT/CLAM-compatible coordinate and feature files.
+- `thumbnail`: overview PNG with contours and kept tiles.
+- `features`: `extract_slide_features(...)` with DataLoader workers.
+- `commands`, `batch`: the `wsi-llava tile` / `wsi-llava features` batch commands.
+- `errors`: `SlideError` and its subclasses; `files`, `outputs`: file sniffing, discovery, atomic writes.
+
+Submodules are imported explicitly (`from modeling.slide.reader import open_slide`) so that importing
+the package stays cheap.
+"""
