@@ -1,0 +1,154 @@
+"""Slide inputs for the model, from the files people have.
+
+- A released WSIBench-pt `.pt` file: slide tokens (576, 1024) or (1, 576, 1024), used as they are.
+- Our features h5 (`wsi-llava features`, read by `modeling.slide.features_h5`): datasets `features`
+  [N, D] and `coords` [N, 2] (tile origins in level-0 pixels) with attrs `patch_size` (tile size at the
+  tiling level), `patch_size_level0` and `encoder`; the coordinates are converted to the tiling
+  level's pixel frame the slide encoder indexes its position table by (`coords_level0_to_tiling`).
+- The slide pipeline's in-memory result (`from_extracted`).
+
+Every problem (missing file, wrong shape, NaN, missing dataset or attribute) is a `ModelError`
+naming the file. `load_slide_inputs(path)` dispatches on the suffix through `LOADERS`.
+
+    inputs = load_slide_inputs("TCGA-XX.pt")
+    model.generate(**prompt, **inputs.model_kwargs(), ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from modeling.errors import ModelError
+
+SLIDE_TOKENS = "slide_tokens"
+TILE_FEATURES = "tile_features"
+
+
+@dataclass
+class SlideInputs:
+    kind: str                                      # SLIDE_TOKENS | TILE_FEATURES
+    source: str                                    # file (or slide) they came from
+    slide_tokens: torch.Tensor | None = None       # [1, S, D]
+    tile_features: torch.Tensor | None = None      # [1, N, D]
+    coords_tiling_px: torch.Tensor | None = None   # [1, N, 2] (x, y) px at the tiling level
+    tile_encoder: str | None = None                # the encoder the features came from, when recorded
+
+    def model_kwargs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """The forward/generate keyword arguments for these inputs (a batch of one slide)."""
+        if self.kind == SLIDE_TOKENS:
+            return {"slide_tokens": self.slide_tokens.to(device) if device else self.slide_tokens}
+        tensors = {"tile_features": self.tile_features, "coords_tiling_px": self.coords_tiling_px}
+        return {k: (v.to(device) if device else v) for k, v in tensors.items()}
+
+    def describe(self) -> str:
+        if self.kind == SLIDE_TOKENS:
+            return f"{self.source}: slide tokens {tuple(self.slide_tokens.shape[1:])}"
+        return f"{self.source}: {self.tile_features.shape[1]} tiles x {self.tile_features.shape[2]}-d features"
+
+
+def _check_finite(tensor: torch.Tensor, source: str, what: str) -> None:
+    if not torch.isfinite(tensor).all():
+        raise ModelError(f"{source}: {what} contain NaN or infinite values; re-extract them.")
+
+
+def load_slide_tokens_pt(path: str | Path) -> SlideInputs:
+    """A released `.pt` slide-token file -> SlideInputs (float32 [1, S, D])."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: slide-token file not found.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling failures come in many types; all mean "not a tensor file"
+        raise ModelError(f"{path}: cannot read as a PyTorch tensor file ({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(payload, torch.Tensor):
+        raise ModelError(f"{path}: holds a {type(payload).__name__}, expected one tensor of slide tokens "
+                         "(576, 1024) or (1, 576, 1024) as in WSIBench-pt.")
+    tokens = payload.float()
+    if tokens.dim() == 2:
+        tokens = tokens.unsqueeze(0)
+    if tokens.dim() != 3 or tokens.shape[0] != 1:
+        raise ModelError(f"{path}: slide tokens have shape {tuple(payload.shape)}; expected (S, D) or (1, S, D), "
+                         "e.g. (576, 1024).")
+    _check_finite(tokens, str(path), "slide tokens")
+    return SlideInputs(SLIDE_TOKENS, str(path), slide_tokens=tokens)
+
+
+def load_features_h5(path: str | Path) -> SlideInputs:
+    """Our (or TRIDENT's) features h5 -> SlideInputs with coordinates in the tiling-level frame."""
+    from modeling.slide.errors import SlideError
+    from modeling.slide.features_h5 import read_features_h5
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: features file not found.")
+    try:
+        extracted = read_features_h5(path)
+    except SlideError as exc:
+        raise ModelError(str(exc)) from exc
+    return from_extracted(extracted, str(path))
+
+
+def from_extracted(extracted, source: str) -> SlideInputs:
+    """Tile features with level-0 coords (`.features` [N, D], `.coords_level0` [N, 2], `.attrs` with
+    `patch_size` and `patch_size_level0`, as the slide pipeline returns them) -> SlideInputs."""
+    from modeling.slide_encoder import coords_level0_to_tiling
+
+    attrs = extracted.attrs
+    for key in ("patch_size", "patch_size_level0"):
+        if attrs.get(key) is None:
+            raise ModelError(f"{source}: attribute {key!r} missing; the tile size at the tiling level and at "
+                             "level 0 are needed to put coordinates in the slide encoder's frame.")
+    features = torch.as_tensor(extracted.features).float()
+    coords = torch.as_tensor(extracted.coords_level0).reshape(-1, 2)
+    if features.dim() != 2 or features.shape[0] == 0:
+        raise ModelError(f"{source}: features have shape {tuple(features.shape)}; expected [N, D] with N >= 1 tiles.")
+    if coords.shape[0] != features.shape[0]:
+        raise ModelError(f"{source}: {coords.shape[0]} coordinates for {features.shape[0]} feature rows.")
+    _check_finite(features, source, "features")
+    try:
+        coords_tiling = coords_level0_to_tiling(coords, int(attrs["patch_size_level0"]), int(attrs["patch_size"]))
+    except ValueError as exc:
+        raise ModelError(f"{source}: {exc}") from exc
+    return SlideInputs(TILE_FEATURES, source, tile_features=features.unsqueeze(0),
+                       coords_tiling_px=coords_tiling.float().unsqueeze(0), tile_encoder=attrs.get("encoder"))
+
+
+LOADERS: dict[str, Callable[[Path], SlideInputs]] = {
+    ".pt": load_slide_tokens_pt,
+    ".h5": load_features_h5,
+}
+
+
+def load_slide_inputs(path: str | Path) -> SlideInputs:
+    path = Path(path)
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise ModelError(f"{path}: unknown slide-input file type {path.suffix!r}; expected one of {sorted(LOADERS)}.")
+    return loader(path)
+
+
+def check_compatible(inputs: SlideInputs, config) -> None:
+    """ModelError unless `config` (a WsiLlavaConfig) can take these inputs; the message names both sides."""
+    name = config.name_for_display
+    if inputs.kind == TILE_FEATURES:
+        if not config.has_slide_encoder:
+            raise ModelError(f"{inputs.source}: tile features need a slide encoder, but {name} has none "
+                             "(slide-token-only checkpoint); give it a slide-token .pt file instead.")
+        if inputs.tile_encoder is not None and inputs.tile_encoder != config.tile_encoder:
+            raise ModelError(f"{inputs.source}: features come from the {inputs.tile_encoder!r} tile encoder but "
+                             f"{name} expects {config.tile_encoder!r} features; re-extract with that encoder.")
+        width = inputs.tile_features.shape[-1]
+        if width != config.tile_feature_dim:
+            raise ModelError(f"{inputs.source}: features are {width}-d but {name} expects {config.tile_feature_dim}-d "
+                             f"features from the {config.tile_encoder!r} tile encoder; re-extract with that encoder.")
+        return
+    count, width = inputs.slide_tokens.shape[1:]
+    if count != config.num_slide_tokens:
+        raise ModelError(f"{inputs.source}: {count} slide tokens but {name} takes {config.num_slide_tokens}.")
+    if width > config.slide_token_dim and torch.count_nonzero(inputs.slide_tokens[..., config.slide_token_dim:]):
+        raise ModelError(f"{inputs.source}: slide tokens are {width}-d but {name} takes {config.slide_token_dim}-d "
+                         "tokens and the extra channels are not zero padding.")

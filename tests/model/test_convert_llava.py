@@ -1,0 +1,206 @@
+"""`wsi-llava convert-llava`: tiny checkpoints written in exactly LLaVA-1.5's layout round-trip.
+
+The reference logits are computed without any project code: a plain LlamaForCausalLM (or its peft-merged
+LoRA version) plus the mm_projector applied by hand, the slide tokens written into the `<image>` rows.
+"""
+
+import json
+import tempfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from modeling.checkpoints import load_model
+from modeling.convert_llava import convert, main
+from modeling.demo_model import tiny_text_config, train_tokenizer
+
+MM_HIDDEN = 48
+
+
+def llava_config(llama, **overrides) -> dict:
+    config = {k: v for k, v in llama.config.to_dict().items() if k not in ("architectures", "dtype")}
+    config.update(model_type="llava_llama", architectures=["LlavaLlamaForCausalLM"], torch_dtype="float32",
+                  mm_hidden_size=MM_HIDDEN, mm_projector_type="mlp2x_gelu", mm_use_im_start_end=False,
+                  mm_use_im_patch_token=False, mm_vision_tower="openai/clip-vit-large-patch14-336",
+                  mm_vision_select_layer=-2, mm_vision_select_feature="patch", mm_patch_merge_type="flat",
+                  image_aspect_ratio="pad", use_mm_proj=True, tune_mm_mlp_adapter=False)
+    return config | overrides
+
+
+def random_projector(hidden: int, seed: int, mm_hidden: int = MM_HIDDEN) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"0.weight": (hidden, mm_hidden), "0.bias": (hidden,), "2.weight": (hidden, hidden), "2.bias": (hidden,)}
+    return {name: torch.randn(*shape, generator=g) * 0.05 for name, shape in shapes.items()}
+
+
+def write_llava_checkpoint(folder, llama, projector, tokenizer_dir=None, **config_overrides):
+    """config.json (llava_llama) + model.safetensors (model.* / lm_head / model.mm_projector.*) + tokenizer."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(llava_config(llama, **config_overrides)))
+    state = {k: v.contiguous() for k, v in llama.state_dict().items()}
+    state |= {f"model.mm_projector.{k}": v for k, v in projector.items()}
+    state["model.vision_tower.vision_tower.embeddings.class_embedding"] = torch.zeros(4)   # CLIP leftovers
+    save_file(state, folder / "model.safetensors")
+    if tokenizer_dir is not None:
+        train_tokenizer(tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def llava_base(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("llava")
+    torch.manual_seed(0)
+    text = tiny_text_config(512)
+    text.pop("model_type")
+    llama = LlamaForCausalLM(LlamaConfig(**text)).eval()
+    projector = random_projector(llama.config.hidden_size, seed=1)
+    folder = write_llava_checkpoint(root / "llava-tiny", llama, projector, tokenizer_dir=root / "spm")
+    return folder, llama, projector
+
+
+def reference_logits(llama, projector, input_ids, slide_tokens, image_id):
+    mask = input_ids == image_id
+    embeds = llama.get_input_embeddings()(input_ids.masked_fill(mask, 0))
+    hidden = F.gelu(F.linear(slide_tokens, projector["0.weight"], projector["0.bias"]))
+    projected = F.linear(hidden, projector["2.weight"], projector["2.bias"])
+    embeds[mask] = projected.reshape(-1, projected.shape[-1])
+    return llama(inputs_embeds=embeds).logits
+
+
+def assert_converted_matches(dst, llama, projector):
+    loaded = load_model(str(dst), device="cpu")
+    model, processor = loaded.model, loaded.processor
+    assert loaded.is_trained and model.config.slide_token_dim == MM_HIDDEN and model.slide_encoder is None
+    assert model.config.num_slide_tokens == processor.num_slide_tokens == 576
+    prompt = processor.encode_prompt("What is the histological type?")
+    slide_tokens = torch.randn(1, 576, MM_HIDDEN)
+    with torch.no_grad():
+        ours = model(**prompt, slide_tokens=slide_tokens).logits
+        expected = reference_logits(llama, projector, prompt["input_ids"], slide_tokens, processor.image_token_id)
+    assert ours.shape[-1] == 513 and processor.image_token_id == 512
+    torch.testing.assert_close(ours[..., :512], expected, rtol=1e-5, atol=1e-5)
+    assert (ours[..., 512] == 0).all()                            # `<image>` has an all-zero lm_head row
+
+
+def test_full_llava_checkpoint_round_trips(llava_base, tmp_path):
+    folder, llama, projector = llava_base
+    notes = convert(str(folder), tmp_path / "out")
+    assert any("vision-tower" in n for n in notes)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "model.safetensors" in written and "processor_config.json" in written
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "wsi_llava"
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    assert_converted_matches(tmp_path / "out", llama, projector)
+
+
+def test_lora_checkpoint_with_non_lora_trainables_merges(llava_base, tmp_path):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    folder, llama, _ = llava_base
+    peft_model = get_peft_model(copy.deepcopy(llama), LoraConfig(
+        r=4, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]))
+    torch.manual_seed(3)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.05)
+    peft_model.peft_config["default"].base_model_name_or_path = str(folder)
+    lora_dir = tmp_path / "llava-tiny-lora"
+    peft_model.save_pretrained(lora_dir)
+    (lora_dir / "config.json").write_text(json.dumps(llava_config(llama)))
+    new_projector = random_projector(llama.config.hidden_size, seed=7)
+    torch.save({f"base_model.model.model.mm_projector.{k}": v for k, v in new_projector.items()},
+               lora_dir / "non_lora_trainables.bin")
+    merged = peft_model.merge_and_unload().eval()
+    ids = torch.tensor([[1, 20, 30, 40]])
+    with torch.no_grad():
+        assert not torch.allclose(merged(ids).logits, llama(ids).logits, atol=1e-3)   # the adapter matters
+
+    assert main([str(lora_dir), str(tmp_path / "out")]) == 0      # base from adapter_config.json
+    assert_converted_matches(tmp_path / "out", merged, new_projector)
+
+
+def test_conversion_from_a_hub_id(llava_base, tmp_path, hub):
+    from huggingface_hub import HfApi
+
+    folder, llama, projector = llava_base
+    HfApi().create_repo("tester/llava-tiny")
+    HfApi().upload_folder(folder_path=str(folder), repo_id="tester/llava-tiny")
+    convert("tester/llava-tiny", tmp_path / "out")
+    assert_converted_matches(tmp_path / "out", llama, projector)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"mm_use_im_start_end": True}, "mm_use_im_start_end"),
+    ({"mm_projector_type": "mlp4x_relu"}, "projector_type"),
+    ({"model_type": "mistral"}, "not a LLaVA-1.5 layout"),
+])
+def test_unsupported_checkpoints_fail_clearly(llava_base, tmp_path, capsys, overrides, message):
+    folder, llama, projector = llava_base
+    with tempfile.TemporaryDirectory() as spm:
+        bad = write_llava_checkpoint(tmp_path / "bad", llama, projector, tokenizer_dir=spm, **overrides)
+    assert main([str(bad), str(tmp_path / "out")]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_missing_projector_and_existing_destination(llava_base, tmp_path, capsys):
+    folder, llama, _ = llava_base
+    with tempfile.TemporaryDirectory() as spm:
+        bare = write_llava_checkpoint(tmp_path / "bare", llama, {}, tokenizer_dir=spm)
+    assert main([str(bare), str(tmp_path / "out")]) == 1
+    assert "no projector weights" in capsys.readouterr().err
+    (tmp_path / "exists").mkdir()
+    assert main([str(folder), str(tmp_path / "exists")]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_attaching_prov_gigapath_weights_enables_tile_features(llava_base, tmp_path):
+    from modeling.slide_encoder import LongNetSlideEncoder, SlideEncoderConfig
+
+    _, llama, _ = llava_base
+    projector = random_projector(llama.config.hidden_size, seed=9, mm_hidden=1024)     # as released: 1024-d
+    folder = write_llava_checkpoint(tmp_path / "llava", llama, projector, tokenizer_dir=tmp_path / "spm",
+                                    mm_hidden_size=1024)
+    torch.manual_seed(5)
+    encoder = LongNetSlideEncoder(SlideEncoderConfig()).eval()               # gigapath_slide_enc12l768d shape
+    torch.save({"model": encoder.state_dict()}, tmp_path / "slide_encoder.pth")
+    assert main([str(folder), str(tmp_path / "out"), "--slide-encoder", "prov-gigapath",
+                 "--slide-encoder-checkpoint", str(tmp_path / "slide_encoder.pth")]) == 0
+    model = load_model(str(tmp_path / "out"), device="cpu").model
+    assert (model.config.tile_encoder, model.config.slide_token_dim) == ("prov-gigapath", 1024)
+    assert torch.equal(model.slide_encoder.norm.weight, encoder.norm.weight)
+    features, coords = torch.randn(1, 30, 1536), torch.randint(0, 50, (1, 30, 2)).float() * 256
+    ids = torch.tensor([[1] + [model.config.image_token_index] * 576 + [7]])
+    with torch.no_grad():
+        padded = F.pad(encoder(features, coords), (0, 1024 - 768))          # WSI-LLaVA's 768 -> 1024 zero-padding
+        from_tokens = model(input_ids=ids, slide_tokens=padded).logits
+        from_features = model(input_ids=ids, tile_features=features, coords_tiling_px=coords).logits
+    torch.testing.assert_close(from_features, from_tokens)
+
+
+def test_a_real_llava_v15_config_translates():
+    """The key set of liuhaotian/llava-v1.5-7b's config.json (transformers 4.31 era)."""
+    from modeling.configuration_wsi_llava import WsiLlavaConfig
+    from modeling.llava_layout import check_llava_config, llama_text_config
+
+    llava = {"_name_or_path": "./checkpoints/vicuna-7b-v1-5", "architectures": ["LlavaLlamaForCausalLM"],
+             "bos_token_id": 1, "eos_token_id": 2, "freeze_mm_mlp_adapter": False, "hidden_act": "silu",
+             "hidden_size": 4096, "image_aspect_ratio": "pad", "image_grid_pinpoints": None,
+             "initializer_range": 0.02, "intermediate_size": 11008, "max_length": 4096,
+             "max_position_embeddings": 4096, "mm_hidden_size": 1024, "mm_projector_type": "mlp2x_gelu",
+             "mm_use_im_patch_token": False, "mm_use_im_start_end": False, "mm_vision_select_feature": "patch",
+             "mm_vision_select_layer": -2, "mm_vision_tower": "openai/clip-vit-large-patch14-336",
+             "model_type": "llava", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+             "pad_token_id": 0, "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": None,
+             "tie_word_embeddings": False, "torch_dtype": "float16", "transformers_version": "4.31.0",
+             "tune_mm_mlp_adapter": False, "use_cache": True, "use_mm_proj": True, "vocab_size": 32000}
+    check_llava_config(llava, "llava-v1.5-7b")
+    text = llama_text_config(llava) | {"vocab_size": 32001}
+    config = WsiLlavaConfig(text_config=text, slide_encoder_config=None, slide_token_dim=1024, image_token_index=32000)
+    assert (config.text_config.hidden_size, config.text_config.num_hidden_layers) == (4096, 32)
+    assert config.text_config.max_position_embeddings == 4096 and config.text_config.rms_norm_eps == 1e-05

@@ -1,0 +1,117 @@
+"""Inference: cached multi-turn equals recomputation, streaming, official defaults, 4-bit on CPU."""
+
+import pytest
+import torch
+
+from modeling.checkpoints import KEEP_UNQUANTIZED, load_model
+from modeling.errors import ModelError
+from modeling.inference import AnswerNoRepeatNGram, GenerationSettings, SlideChatSession, stream_answer
+from tests.helpers.tiny_models import random_slide_inputs, save_tiny_checkpoint, tiny_model_and_processor
+
+QUESTIONS = ["What is the histological type?", "What is the grade?", "Describe the stroma."]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, processor = tiny_model_and_processor()
+    return model, processor, random_slide_inputs(model.config, "tile_features")
+
+
+def _from_scratch(model, processor, inputs, question, history, settings):
+    prompt = processor.encode_prompt(question, history)
+    length = prompt["input_ids"].shape[1]
+    with torch.inference_mode():
+        out = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
+                             **settings.generate_kwargs(length))
+    return processor.decode_answer(out[0, length:])
+
+
+def test_multi_turn_with_cached_slide_prefix_equals_recomputation(tiny):
+    model, processor, inputs = tiny
+    settings = GenerationSettings.greedy(max_new_tokens=12)
+    session = SlideChatSession(model, processor, inputs, settings)
+    lengths = []
+    hook = model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: lengths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True)
+    try:
+        answers, prefills = [], []
+        for question in QUESTIONS:
+            lengths.clear()
+            answers.append(session.ask(question))
+            prefills.append(lengths[0] if len(lengths) > 1 else None)
+    finally:
+        hook.remove()
+    history = []
+    for question, answer in zip(QUESTIONS, answers, strict=True):
+        assert answer == _from_scratch(model, processor, inputs, question, history, settings)
+        history.append((question, answer))
+    assert session.history == history
+    # turn 1 encodes the slide prefix once; later turns prefill only the new text (no slide placeholders)
+    prefix = len(session._prefix_ids)
+    full_turn2 = processor.encode_prompt(QUESTIONS[1], history[:1])["input_ids"].shape[1]
+    assert prefills[1] == full_turn2 - prefix < full_turn2 - model.config.num_slide_tokens
+
+
+def test_streaming_yields_text_pieces_that_make_the_answer(tiny):
+    model, processor, inputs = tiny
+    settings = GenerationSettings.greedy(max_new_tokens=16)
+    # a random model emits byte-fallback tokens whose partial UTF-8 the streamer renders differently
+    # from a one-shot decode; keep it to whole-character tokens here
+    tokens = processor.tokenizer.convert_ids_to_tokens(range(300))
+    byte_tokens = [i for i, token in enumerate(tokens) if token.startswith("<0x")]
+    original = model.generation_config.suppress_tokens
+    model.generation_config.suppress_tokens = list(original) + byte_tokens
+    try:
+        pieces = list(stream_answer(model, processor, inputs, QUESTIONS[0], settings=settings))
+        expected = _from_scratch(model, processor, inputs, QUESTIONS[0], [], settings)
+    finally:
+        model.generation_config.suppress_tokens = original
+    assert len(pieces) >= 2 and all(isinstance(p, str) and p for p in pieces)
+    assert "".join(pieces).strip() == expected
+
+
+def test_streaming_reraises_generation_errors(tiny):
+    model, processor, inputs = tiny
+    session = SlideChatSession(model, processor, inputs, GenerationSettings.greedy(max_new_tokens=4))
+    session._generate_kwargs = lambda question, streamer=None, settings=None: {"streamer": streamer, "bogus": 1}
+    with pytest.raises(ValueError, match="bogus"):
+        list(session.stream("x"))
+
+
+def test_official_defaults_and_answer_only_ngram_ban():
+    settings = GenerationSettings()
+    kwargs = settings.generate_kwargs(prompt_length=5)
+    assert (settings.temperature, settings.num_beams, settings.no_repeat_ngram_size) == (0.2, 1, 3)
+    assert kwargs["do_sample"] and kwargs["temperature"] == 0.2
+    assert not GenerationSettings(temperature=0).generate_kwargs(5)["do_sample"]
+    ban = AnswerNoRepeatNGram(3, prompt_length=4)
+    prompt = [7, 8, 9, 7]                                     # "7 8 9" in the prompt must not be banned ...
+    scores = ban(torch.tensor([prompt + [8]]), torch.zeros(1, 12))
+    assert torch.isfinite(scores).all()
+    scores = ban(torch.tensor([prompt + [3, 4, 5, 3, 4]]), torch.zeros(1, 12))   # ... but "3 4 5" in the answer is
+    assert torch.isinf(scores[0, 5]) and torch.isfinite(scores[0, 6])
+    with pytest.raises(ModelError, match="temperature"):
+        GenerationSettings(temperature=-1)
+
+
+def test_session_refuses_inputs_the_model_cannot_take(tiny):
+    model, processor, _ = tiny
+    wrong = random_slide_inputs(model.config, "slide_tokens", token_dim=64)
+    with pytest.raises(ModelError, match="not zero padding"):
+        SlideChatSession(model, processor, wrong)
+
+
+def test_4bit_load_and_generate_on_cpu(tmp_path):
+    path = save_tiny_checkpoint(tmp_path / "ckpt")
+    loaded = load_model(str(path), load_4bit=True, device="cpu")
+    assert loaded.quantization == "4bit-nf4" and "UNTRAINED" in loaded.banner()
+    kinds = {name: type(module).__name__ for name, module in loaded.model.named_modules()}
+    assert kinds["language_model.model.layers.0.self_attn.q_proj"] == "Linear4bit"
+    assert all(kind == "Linear" for name, kind in kinds.items()
+               if any(name.startswith(f"{prefix}") or name.endswith(prefix) for prefix in KEEP_UNQUANTIZED)
+               and kind.startswith("Linear"))
+    assert loaded.model.projector[0].weight.dtype == torch.float32
+    inputs = random_slide_inputs(loaded.model.config, "tile_features")
+    answer = SlideChatSession(loaded.model, loaded.processor, inputs,
+                              GenerationSettings(max_new_tokens=6, seed=0)).ask("Grade?")
+    assert isinstance(answer, str)

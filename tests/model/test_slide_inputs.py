@@ -1,0 +1,57 @@
+"""Slide inputs from files: released .pt slide tokens, features h5 (level-0 -> tiling frame), errors."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from modeling.errors import ModelError
+from modeling.slide_inputs import SlideInputs, check_compatible, load_slide_inputs
+from tests.helpers.tiny_models import tiny_config, write_features_h5, write_slide_tokens_pt
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_released_slide_tokens_are_used_as_they_are(tmp_path, batched):
+    path = write_slide_tokens_pt(tmp_path / "s.pt", batched=batched)
+    inputs = load_slide_inputs(path)
+    raw = torch.load(path)
+    assert inputs.kind == "slide_tokens" and inputs.slide_tokens.shape == (1, 576, 1024)
+    assert torch.equal(inputs.slide_tokens[0], raw.reshape(576, 1024))
+
+
+def test_features_h5_coords_go_to_the_tiling_frame(tmp_path):
+    path = write_features_h5(tmp_path / "f.h5", n_tiles=20, dim=16, patch_size=256, patch_size_level0=1024)
+    with h5py.File(path) as h5:
+        level0 = h5["coords"][()]
+    inputs = load_slide_inputs(path)
+    assert inputs.kind == "tile_features" and inputs.tile_features.shape == (1, 20, 16)
+    assert inputs.tile_encoder == "random-tiny"
+    np.testing.assert_array_equal(inputs.coords_tiling_px[0].numpy(), level0 / 4)     # 1024 px at level 0 = 256 px
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda p: torch.save(torch.zeros(2, 576, 1024), p / "x.pt"), r"expected \(S, D\) or \(1, S, D\)"),
+    (lambda p: torch.save({"tokens": torch.zeros(3)}, p / "x.pt"), "holds a dict"),
+    (lambda p: (p / "x.pt").write_bytes(b"not torch"), "cannot read"),
+    (lambda p: torch.save(torch.full((576, 1024), float("nan")), p / "x.pt"), "NaN"),
+    (lambda p: (p / "x.h5").write_bytes(b"junk"), "x.h5"),
+    (lambda p: (p / "x.npy").write_bytes(b""), "unknown slide-input file type"),
+])
+def test_bad_files_raise_model_errors_naming_the_file(tmp_path, write, message):
+    write(tmp_path)
+    path = next(tmp_path.iterdir())
+    with pytest.raises(ModelError, match=message) as info:
+        load_slide_inputs(path)
+    assert path.name in str(info.value)
+
+
+def test_compatibility_with_the_model_is_checked():
+    config = tiny_config(tile_feature_dim=16)
+    tokens = SlideInputs("slide_tokens", "t.pt", slide_tokens=torch.zeros(1, 576, 32))
+    with pytest.raises(ModelError, match="576 slide tokens but tiny-test-model takes 8"):
+        check_compatible(tokens, config)
+    token_only = tiny_config(with_slide_encoder=False)
+    features = SlideInputs("tile_features", "f.h5", tile_features=torch.zeros(1, 5, 16),
+                           coords_tiling_px=torch.zeros(1, 5, 2))
+    with pytest.raises(ModelError, match="need a slide encoder"):
+        check_compatible(features, token_only)
