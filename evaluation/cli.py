@@ -1,0 +1,135 @@
+"""`wsi-llava evaluate`: predict (run a model over WSI-Bench) | score (WSI-Precision/Relevance, accuracy, NLU).
+
+    wsi-llava evaluate predict --model ID_OR_DIR --benchmark PATH_OR_HUB_ID --features-root DIR \\
+        --out predictions.jsonl [--load-4bit] [--tasks ...]
+    wsi-llava evaluate score PREDICTIONS --out DIR --judge offline|openai \\
+        [--judge-base-url URL --judge-model NAME] [--workers N] [--dry-run] [--references PATH]
+
+Exit status: 0 done; 1 an input/config error (message, no traceback); 3 scored, but some judgements
+failed (listed in summary.json/summary.md; re-run to retry them); 130 interrupted (re-run to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from evaluation.errors import EvaluationError
+
+EXIT_FAILED_JUDGEMENTS = 3
+EXIT_INTERRUPTED = 130
+
+
+def _score_parser(sub) -> None:
+    p = sub.add_parser("score", help="Score predictions: WSI-Precision/Relevance, accuracy, NLU metrics.",
+                       description="Score a predictions file; writes scores.jsonl, summary.json, summary.md.")
+    p.add_argument("predictions", type=Path, help="predictions .jsonl/.json (see evaluation/README.md)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--judge", choices=("offline", "openai"), required=True,
+                   help="openai: any OpenAI-compatible LLM; offline: approximate embedding judge, no network")
+    p.add_argument("--references", help="WSI-Bench file/folder/Hub id, for predictions keyed by id")
+    p.add_argument("--tasks", nargs="+", help="only these tasks (file stems, metadata values or task ids)")
+    p.add_argument("--judge-base-url", default="https://api.openai.com/v1")
+    p.add_argument("--judge-model", help="LLM name (openai judge) or a sentence-transformers folder (offline)")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the judge's API key (default OPENAI_API_KEY)")
+    p.add_argument("--workers", type=int, default=4, help="judge requests in flight at once (default 4)")
+    p.add_argument("--cache", help="judge reply cache (SQLite); default OUT/judge_cache.sqlite")
+    p.add_argument("--max-attempts", type=int, default=4, help="tries per judge request (default 4)")
+    p.add_argument("--timeout-s", type=float, default=120.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--structured-output", default="auto", choices=("auto", "json_schema", "json_object", "text"))
+    p.add_argument("--price-input", type=float, help="USD per 1M input tokens (unknown models)")
+    p.add_argument("--price-output", type=float, help="USD per 1M output tokens (unknown models)")
+    p.add_argument("--nlu-all-open", action="store_true",
+                   help="NLU metrics for every open-ended task, not only report generation")
+    p.add_argument("--dry-run", action="store_true",
+                   help="match and count items, estimate judge requests and cost; write nothing")
+
+
+def _predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="Run a model over WSI-Bench items (resumable).",
+                       description="Answer WSI-Bench questions with a WSI-LLaVA model; one JSONL row per item.")
+    p.add_argument("--model", required=True, help="Hub id or local checkpoint folder")
+    p.add_argument("--benchmark", required=True, help="WSI-Bench file, folder or Hub dataset id")
+    p.add_argument("--features-root", type=Path, required=True,
+                   help="folder holding the slide inputs named by each item's `image` (.pt or features .h5)")
+    p.add_argument("--out", type=Path, required=True, help="predictions .jsonl (appended on re-runs)")
+    p.add_argument("--load-4bit", action="store_true", help="load the language model in 4-bit (bitsandbytes)")
+    p.add_argument("--tasks", nargs="+", help="only these tasks (file stems, metadata values or task ids)")
+    p.add_argument("--split", help="only files of this split (e.g. test) when --benchmark is a folder/Hub id")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="0 = greedy (default; the official script samples at 0.2)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--limit", type=int, help="stop after this many items (smoke tests)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsi-llava evaluate", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _predict_parser(sub)
+    _score_parser(sub)
+    return parser
+
+
+def _score(args) -> int:
+    from evaluation.judges import JudgeConfig
+    from evaluation.scorer import ScoreConfig, run_scoring
+
+    if (args.price_input is None) != (args.price_output is None):
+        raise EvaluationError("give both --price-input and --price-output, or neither.")
+    judge = JudgeConfig(name=args.judge, workers=args.workers, base_url=args.judge_base_url, model=args.judge_model,
+                        api_key_env=args.judge_api_key_env, cache_path=args.cache, max_attempts=args.max_attempts,
+                        timeout_s=args.timeout_s, seed=args.seed, structured_output=args.structured_output,
+                        price_input_per_1m_usd=args.price_input, price_output_per_1m_usd=args.price_output)
+    config = ScoreConfig(predictions=args.predictions, out_dir=args.out, judge=judge, references=args.references,
+                         tasks=args.tasks, dry_run=args.dry_run, nlu_all_open=args.nlu_all_open)
+    result = run_scoring(config)
+    if args.dry_run:
+        print(json.dumps(result, indent=1))
+        return 0
+    overall, inputs = result["overall"], result["inputs"]
+    cells = [f"{name} {block['mean']:.3f}" for name, block in (("WSI-P", overall["wsi_precision"]),
+                                                              ("WSI-R", overall["wsi_relevance"]),
+                                                              ("accuracy", overall["accuracy"]))
+             if block and block["mean"] is not None]
+    print(f"{overall['n_items']} items scored{' (APPROXIMATE judge)' if result['approximate'] else ''}: "
+          f"{', '.join(cells) or 'no metric'}")
+    print(f"unmatched rows {inputs['n_unmatched']}, references without prediction {inputs['n_missing']}, "
+          f"failed judgements {len(result['failures'])}")
+    print(f"wrote {args.out / 'scores.jsonl'}, {args.out / 'summary.json'}, {args.out / 'summary.md'}")
+    if result["failures"]:
+        print(f"{len(result['failures'])} judgement(s) failed; re-run the same command to retry them.",
+              file=sys.stderr)
+        return EXIT_FAILED_JUDGEMENTS
+    return 0
+
+
+def _predict(args) -> int:
+    from evaluation.predict import PredictConfig, run_predictions
+
+    config = PredictConfig(model=args.model, benchmark=args.benchmark, features_root=args.features_root,
+                           out=args.out, load_4bit=args.load_4bit, tasks=args.tasks, split=args.split,
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, device=args.device,
+                           limit=args.limit)
+    report = run_predictions(config)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from curation.errors import CurationError
+
+    try:
+        return _predict(args) if args.command == "predict" else _score(args)
+    except (EvaluationError, CurationError) as exc:
+        print(f"wsi-llava evaluate {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"wsi-llava evaluate {args.command}: interrupted; finished items are saved, re-run the same "
+              "command to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED

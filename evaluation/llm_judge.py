@@ -1,0 +1,159 @@
+"""The LLM judge: WSI-Precision and WSI-Relevance through the project's one LLM client.
+
+Per open-ended item, four prompts (evaluation.judge_prompts): claims of the reference (given the
+question) -> the prediction scored against each; claims of the prediction -> the reference scored
+against each. Every call goes through `curation.llm_client.LLMClient` (temperature 0, seed, structured
+output with fallback, persistent cache, retries with backoff on 429/5xx/timeouts/invalid replies), so a
+re-run with the same judge reads every reply from the cache and sends nothing. `workers` items are
+judged at once, one request in flight per worker. A step whose reply stays invalid after the client's
+retries becomes a `failed` MetricResult naming the step and the reason; configuration errors (no API
+key, rejected key, unknown model) stop the whole run instead of failing every item.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Sequence
+
+from curation.llm_client import LLMClient, LLMSettings
+from curation.llm_types import LLMConfigError, LLMFailure, Prompt, ReplyError, decode_json_reply
+from evaluation import judge_prompts as jp
+from evaluation.claim_scores import ClaimJudgement, MetricResult, is_blank
+from evaluation.errors import JudgeConfigError
+from evaluation.judges import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
+from evaluation.nltk_resources import split_sentences
+from evaluation.predictions import ScoringItem
+
+
+class LLMJudge(Judge):
+    def __init__(self, client: LLMClient, workers: int = 4) -> None:
+        self.client = client
+        self.workers = workers
+        self.identity = JudgeIdentity(name="openai", model=client.settings.model,
+                                      prompt_version=jp.PROMPT_VERSION, approximate=False,
+                                      details=client.settings.public_dict())
+
+    @classmethod
+    def from_config(cls, config: JudgeConfig) -> "LLMJudge":
+        if not config.model:
+            raise JudgeConfigError("The openai judge needs --judge-model (the model name the endpoint serves, "
+                                   "e.g. gpt-4o-2024-08-06).")
+        try:
+            settings = LLMSettings(
+                base_url=config.base_url, model=config.model, api_key_env=config.api_key_env, temperature=0.0,
+                seed=config.seed, timeout_s=config.timeout_s, max_attempts=config.max_attempts,
+                concurrency=config.workers, cache_path=config.cache_path,
+                structured_output=config.structured_output, backoff_initial_s=config.backoff_initial_s,
+                backoff_max_s=config.backoff_max_s, price_input_per_1m_usd=config.price_input_per_1m_usd,
+                price_output_per_1m_usd=config.price_output_per_1m_usd)
+        except LLMConfigError as exc:
+            raise JudgeConfigError(f"judge settings: {exc}") from exc
+        return cls(LLMClient(settings), workers=config.workers)
+
+    # -- judging -----------------------------------------------------------------------------------
+    def judge(self, items: Sequence[ScoringItem], on_result: OnResult) -> None:
+        if not items:
+            return
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="judge")
+        try:
+            futures = {pool.submit(self.judge_item, item): item for item in items}
+            for future in as_completed(futures):
+                on_result(futures[future], future.result())   # re-raises a configuration error here
+        except LLMConfigError as exc:
+            raise JudgeConfigError(f"the judge endpoint cannot be used: {exc}") from exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def judge_item(self, item: ScoringItem) -> ItemJudgement:
+        return ItemJudgement(precision=self._precision(item), relevance=self._relevance(item))
+
+    def _call(self, prompt: Prompt, user: str, stage: str):
+        """(value, None) on success, (None, failed MetricResult) after the client's retries."""
+        try:
+            outcome = self.client.try_complete(prompt, user)
+        except ReplyError as exc:   # a cached reply that this parser rejects
+            return None, MetricResult.failed(f"invalid cached reply: {exc}", stage, 0)
+        if isinstance(outcome, LLMFailure):
+            return None, MetricResult.failed(outcome.error, stage, outcome.attempts)
+        return outcome.value, None
+
+    def _scored(self, claims: list[str], evaluations: list[dict]) -> MetricResult:
+        return MetricResult.scored([
+            ClaimJudgement(claim, e["score"], e["explanation"],
+                           judge_claim=e["claim"] if e["claim"].strip() != claim else None)
+            for claim, e in zip(claims, evaluations)])
+
+    def _precision(self, item: ScoringItem) -> MetricResult:
+        claims, failure = self._call(jp.REFERENCE_CLAIMS, jp.reference_claims_user(item.question, item.reference),
+                                     "reference_claims")
+        if failure:
+            return failure
+        if not claims:
+            return MetricResult.no_claims()
+        if is_blank(item.prediction):
+            return MetricResult.blank_prediction(claims)
+        evaluations, failure = self._call(jp.for_claims(jp.PRECISION_SCORING, len(claims)),
+                                          jp.precision_scoring_user(claims, item.prediction), "precision_scoring")
+        return failure or self._scored(claims, evaluations)
+
+    def _relevance(self, item: ScoringItem) -> MetricResult:
+        if is_blank(item.prediction):
+            return MetricResult.blank_prediction()
+        claims, failure = self._call(jp.PREDICTION_CLAIMS, jp.prediction_claims_user(item.prediction),
+                                     "prediction_claims")
+        if failure:
+            return failure
+        if not claims:
+            return MetricResult.no_claims()
+        evaluations, failure = self._call(jp.for_claims(jp.RELEVANCE_SCORING, len(claims)),
+                                          jp.relevance_scoring_user(claims, item.reference), "relevance_scoring")
+        return failure or self._scored(claims, evaluations)
+
+    # -- the dry run -------------------------------------------------------------------------------
+    def _cached_claims(self, prompt: Prompt, user: str) -> list[str] | None:
+        hit = self.client.cache.get(self.client.cache_key(prompt, user))
+        if hit is None:
+            return None
+        try:
+            return prompt.parse(decode_json_reply(hit.reply))
+        except ReplyError:
+            return None
+
+    def dry_run(self, items: Sequence[ScoringItem]) -> dict:
+        """Exact for the claim prompts; for the scoring prompts exact where the claims are cached, else
+        estimated with the text's sentences standing in for its (unknown) claims."""
+        users = {"reference_claims": [], "prediction_claims": [], "precision_scoring": [], "relevance_scoring": []}
+        for item in items:
+            ref_user = jp.reference_claims_user(item.question, item.reference)
+            users["reference_claims"].append(ref_user)
+            if is_blank(item.prediction):
+                continue
+            pred_user = jp.prediction_claims_user(item.prediction)
+            users["prediction_claims"].append(pred_user)
+            ref_claims = self._cached_claims(jp.REFERENCE_CLAIMS, ref_user)
+            pred_claims = self._cached_claims(jp.PREDICTION_CLAIMS, pred_user)
+            if ref_claims != []:
+                users["precision_scoring"].append(jp.precision_scoring_user(
+                    ref_claims or split_sentences(item.reference), item.prediction))
+            if pred_claims != []:
+                users["relevance_scoring"].append(jp.relevance_scoring_user(
+                    pred_claims or split_sentences(item.prediction), item.reference))
+        prompts = {"reference_claims": jp.REFERENCE_CLAIMS, "prediction_claims": jp.PREDICTION_CLAIMS,
+                   "precision_scoring": jp.PRECISION_SCORING, "relevance_scoring": jp.RELEVANCE_SCORING}
+        per_prompt = {name: self.client.estimate(prompts[name], users[name]).to_dict() for name in prompts}
+        costs = [p["cost_usd"] for p in per_prompt.values()]
+        return {"judge": self.identity.to_dict(),
+                "n_requests": sum(p["n_requests"] for p in per_prompt.values()),
+                "n_cached": sum(p["n_cached"] for p in per_prompt.values()),
+                "input_tokens": sum(p["input_tokens"] for p in per_prompt.values()),
+                "output_tokens": sum(p["output_tokens"] for p in per_prompt.values()),
+                "cost_usd": None if any(c is None for c in costs) else sum(costs),
+                "per_prompt": per_prompt,
+                "note": "approximate: ~4 characters per token, output at each prompt's maximum; scoring "
+                        "prompts whose claims are not cached yet are estimated from the text's sentences"}
+
+    def stats(self) -> dict:
+        return self.client.stats.to_dict(self.client.settings.prices)
+
+    def close(self) -> None:
+        self.client.cache.close()

@@ -1,0 +1,208 @@
+"""`evaluate predict`: run a WSI-LLaVA model over WSI-Bench items, one JSONL row per answered item.
+
+    report = run_predictions(PredictConfig(model="./wsi-llava-7b", benchmark="WSI-Bench/", out=Path("p.jsonl"),
+                                           features_root=Path("WSIBench-pt/")))
+
+Rows: {question_id, image, task, capability, question, reference, prediction, model, settings} (+
+source_task_name), `task` being the canonical task id; `evaluate score` reads them as they are.
+Resumable: every answer is appended to the output (flushed) as soon as it exists; a re-run skips the
+(task, question_id) pairs already there and continues with the rest. A re-run with another model or
+other generation settings into the same file is refused (mixing them would corrupt the scores).
+Slide inputs are looked up under --features-root (first existing wins): the released path itself
+("TCGA-BRCA/<slide>.pt"), our features h5 beside it, "<slide>.pt", "<slide>.h5", "features/<slide>.h5"
+(the order of training.data.candidate_paths). Items without inputs, and items whose inputs cannot be
+used, are counted and listed in `<out stem>.summary.json`, never silently dropped; a re-run retries
+them. One slide's inputs and its KV-cached prompt prefix are reused for all of its questions.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from curation.errors import CurationError
+from curation.wsi_bench_files import BenchItem, read_benchmark, slide_id_from_image
+from evaluation.errors import EvaluationError
+from evaluation.jsonl_files import JournalWriter, atomic_write_json, read_journal
+
+PREDICTIONS_SCHEMA = "wsi-llava.evaluation.predictions/1"
+
+
+@dataclass
+class PredictConfig:
+    model: str
+    benchmark: str
+    features_root: Path
+    out: Path
+    load_4bit: bool = False
+    tasks: list[str] | None = None
+    split: str | None = None
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    no_repeat_ngram_size: int = 3
+    seed: int | None = 0
+    device: str | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        self.features_root, self.out = Path(self.features_root), Path(self.out)
+        if not self.features_root.is_dir():
+            raise EvaluationError(f"--features-root {self.features_root}: not a folder. Point it at the folder "
+                                  "with the released slide-token .pt files or the features .h5 files.")
+        if self.out.suffix != ".jsonl":
+            raise EvaluationError(f"--out {self.out}: use a .jsonl file name.")
+        if self.max_new_tokens < 1 or self.temperature < 0 or (self.limit is not None and self.limit < 1):
+            raise EvaluationError("--max-new-tokens and --limit must be positive and --temperature >= 0.")
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out.with_name(f"{self.out.stem}.summary.json")
+
+
+def slide_input_candidates(features_root: Path, image: str) -> list[Path]:
+    slide = slide_id_from_image(image)
+    relative = Path(image)
+    return [features_root / relative, features_root / relative.with_suffix(".h5"), features_root / f"{slide}.pt",
+            features_root / f"{slide}.h5", features_root / "features" / f"{slide}.h5"]
+
+
+def find_slide_input(features_root: Path, image: str) -> Path | None:
+    return next((p for p in slide_input_candidates(features_root, image) if p.is_file()), None)
+
+
+def _settings(config: PredictConfig, loaded) -> dict:
+    return {"temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "num_beams": 1,
+            "no_repeat_ngram_size": config.no_repeat_ngram_size, "seed": config.seed,
+            "quantization": loaded.quantization, "model_is_trained": loaded.is_trained,
+            "conversation_template": loaded.processor.conversation_template}
+
+
+def _existing_rows(out: Path) -> tuple[dict[tuple[str, str], dict], int]:
+    rows, unreadable = read_journal(out)
+    done = {}
+    for row in rows:
+        if isinstance(row.get("prediction"), str) and row.get("task") and row.get("question_id") is not None:
+            done[(row["task"], str(row["question_id"]))] = row
+    return done, unreadable
+
+
+def _check_same_run(done: dict, model: str, settings: dict, out: Path) -> None:
+    for row in done.values():
+        if row.get("model") != model or row.get("settings") != settings:
+            raise EvaluationError(
+                f"{out} already holds predictions of model {row.get('model')!r} with settings "
+                f"{row.get('settings')}; this run is {model!r} with {settings}. Use another --out file (or "
+                "delete it to start over) so that one file holds one model's answers.")
+
+
+def load_items(config: PredictConfig, problems: list[str]) -> list[BenchItem]:
+    try:
+        items = read_benchmark(config.benchmark, split=config.split, tasks=config.tasks, problems=problems)
+    except CurationError as exc:
+        raise EvaluationError(f"--benchmark {config.benchmark}: {exc}") from exc
+    if not items:
+        raise EvaluationError(f"--benchmark {config.benchmark}: no items"
+                              + (f" for tasks {config.tasks}" if config.tasks else "") + ".")
+    return items
+
+
+def _row(item: BenchItem, prediction: str, model: str, settings: dict) -> dict:
+    return {"schema": PREDICTIONS_SCHEMA, "question_id": item.question_id, "image": item.image, "task": item.task,
+            "capability": item.capability, "question": item.question, "reference": item.answer,
+            "prediction": prediction, "model": model, "settings": settings,
+            "source_task_name": item.source_task_name}
+
+
+def _answer_slide(loaded, path: Path, items: Sequence[BenchItem], config: PredictConfig,
+                  write: Callable, fail: Callable) -> None:
+    """Answer every question about one slide; the slide prefix is computed once (history reset per item)."""
+    from modeling.errors import ModelError
+    from modeling.inference import GenerationSettings, SlideChatSession
+    from modeling.slide_inputs import load_slide_inputs
+
+    try:
+        generation = GenerationSettings(temperature=config.temperature, max_new_tokens=config.max_new_tokens,
+                                        no_repeat_ngram_size=config.no_repeat_ngram_size, seed=config.seed)
+        session = SlideChatSession(loaded.model, loaded.processor, load_slide_inputs(path), generation)
+    except ModelError as exc:
+        for item in items:
+            fail(item, exc)
+        return
+    for item in items:
+        session.history = []
+        try:
+            answer = session.ask(item.question)
+        except ModelError as exc:
+            fail(item, exc)
+            continue
+        write(item, answer)
+
+
+def run_predictions(config: PredictConfig, loaded=None,
+                    emit: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
+    """Answer every pending item; returns (and writes to `<out stem>.summary.json`) the run report.
+    `loaded` is a `modeling.checkpoints.LoadedModel` (loaded from `config.model` when None)."""
+    from modeling.errors import ModelError
+
+    started = time.monotonic()
+    problems: list[str] = []
+    items = load_items(config, problems)
+    done, unreadable = _existing_rows(config.out)
+    if loaded is None:
+        from modeling.checkpoints import load_model
+
+        try:
+            loaded = load_model(config.model, load_4bit=config.load_4bit, device=config.device)
+        except ModelError as exc:
+            raise EvaluationError(f"--model {config.model}: {exc}") from exc
+    emit(loaded.banner())
+    settings = _settings(config, loaded)
+    _check_same_run(done, loaded.name, settings, config.out)
+    pending = [item for item in items if (item.task, item.question_id) not in done]
+    n_done_before = len(items) - len(pending)
+    if config.limit is not None:
+        pending = pending[:config.limit]
+    missing, failures = [], []
+    by_image: dict[str, list[BenchItem]] = {}
+    for item in pending:
+        by_image.setdefault(item.image, []).append(item)
+    counts = {"answered": 0}
+
+    def write(item: BenchItem, answer: str) -> None:
+        out.write(_row(item, answer, loaded.name, settings))
+        counts["answered"] += 1
+
+    def fail(item: BenchItem, error: Exception) -> None:
+        failures.append({"question_id": item.question_id, "task": item.task, "image": item.image,
+                         "error": str(error)})
+
+    last_emit = time.monotonic()
+    with JournalWriter(config.out) as out:
+        for image, slide_items in by_image.items():
+            path = find_slide_input(config.features_root, image)
+            if path is None:
+                missing += [{"question_id": i.question_id, "task": i.task, "image": image,
+                             "tried": [str(p) for p in slide_input_candidates(config.features_root, image)]}
+                            for i in slide_items]
+            else:
+                _answer_slide(loaded, path, slide_items, config, write, fail)
+            if time.monotonic() - last_emit > 10:
+                last_emit = time.monotonic()
+                emit(f"answered {counts['answered']}/{len(pending)} items; {len(missing)} without slide inputs, "
+                     f"{len(failures)} failed")
+    n_answered = counts["answered"]
+    report = {"schema": "wsi-llava.evaluation.predict-summary/1",
+              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "model": loaded.name, "model_is_trained": loaded.is_trained, "settings": settings,
+              "benchmark": config.benchmark, "features_root": str(config.features_root), "out": str(config.out),
+              "n_items": len(items), "n_done_before": n_done_before, "n_answered": n_answered,
+              "n_missing_inputs": len(missing), "n_failed": len(failures),
+              "n_remaining": len(items) - n_done_before - n_answered, "n_unreadable_lines": unreadable,
+              "missing_inputs": missing, "failures": failures, "benchmark_problems": problems,
+              "elapsed_s": round(time.monotonic() - started, 3)}
+    atomic_write_json(config.summary_path, report)
+    return report

@@ -1,0 +1,257 @@
+"""Prediction files in, `ScoringItem`s out: every row matched to its reference, every unmatched row reported.
+
+Accepted prediction files (.jsonl one object per line, or .json):
+- this project's rows (`wsi-llava evaluate predict`): {question_id, image, task, capability, question,
+  reference, prediction, model, settings}. Self-contained.
+- the official open-ended JSONL with the model's answer added: {question_id, image, question, T-answer,
+  metadata, answer}. Self-contained.
+- predictions keyed by id, with the references given separately (`--references`, any WSI-Bench file,
+  folder or Hub id in either released format, e.g. the LLaVA conversation JSON files): rows
+  {question_id | id, prediction | answer | text | Output [, task | metadata]} (LLaVA's model_vqa output
+  has `text`), or one JSON object {id: prediction}.
+With `--references`, the references define the item set (reference text, question and image come from
+the benchmark) and references without a prediction are reported as missing.
+
+Task and capability come ONLY from the task table (`curation.wsi_bench_tasks.resolve_task`) applied to
+the row's `task` (a file stem such as `Staging_choice`, a metadata value such as `Stage`, or a task id)
+or `metadata`; a stored `capability` is ignored. Items are keyed by (task, question_id): WSI-Bench ids
+repeat across task files. A row whose task is unknown, whose id matches no reference or several
+(ambiguous without a task), or that lacks a field is reported in `LoadReport.unmatched`, never dropped
+silently; a second row for the same key is reported in `duplicates` (the first is kept).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from curation.errors import CurationError
+from curation.wsi_bench_tasks import TaskSpec, resolve_task
+from evaluation.errors import PredictionFormatError
+
+PREDICTION_KEYS = ("prediction", "answer", "text", "Output")
+REFERENCE_KEYS = ("reference", "T-answer")
+ID_KEYS = ("question_id", "id")
+TASK_KEYS = ("task", "metadata")
+
+
+@dataclass
+class ScoringItem:
+    question_id: str
+    task: str                 # canonical task id from the task table
+    task_title: str
+    capability: str
+    answer_format: str        # "open" | "choice" | "yes_no"
+    source_task_name: str     # the name the row or reference file gave (stem / metadata value / id)
+    image: str
+    question: str
+    reference: str
+    prediction: str
+    model: str | None = None
+    settings: dict | None = None
+    source: str = ""          # "file:line" of the prediction row
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.task, self.question_id)
+
+
+@dataclass
+class LoadReport:
+    path: str
+    references: str | None
+    formats: list[str] = field(default_factory=list)
+    n_rows: int = 0
+    n_items: int = 0
+    n_filtered_out: int = 0                               # rows of tasks not asked for (--tasks)
+    unmatched: list[dict] = field(default_factory=list)   # {source, question_id, task, reason}
+    missing: list[dict] = field(default_factory=list)     # references with no prediction
+    duplicates: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)     # unreadable lines / reference records
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(n_unmatched=len(self.unmatched), n_missing=len(self.missing),
+                    n_duplicates=len(self.duplicates), n_problems=len(self.problems))
+        return data
+
+
+def _first(row: dict, keys: Sequence[str]):
+    for key in keys:
+        if key in row and row[key] is not None:
+            return key, row[key]
+    return None, None
+
+
+def read_prediction_rows(path: Path, problems: list[str]) -> list[tuple[str, dict]]:
+    """(source, row) pairs from a .jsonl or .json predictions file; unreadable lines go to `problems`."""
+    if not path.is_file():
+        raise PredictionFormatError(f"{path}: no such predictions file.")
+    if path.suffix == ".jsonl":
+        rows = []
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(f"{path}:{number}: not valid JSON ({exc.msg}); line skipped")
+                    continue
+                if not isinstance(row, dict):
+                    problems.append(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                    continue
+                rows.append((f"{path}:{number}", row))
+        return rows
+    if path.suffix != ".json":
+        raise PredictionFormatError(f"{path}: expected a .jsonl or .json predictions file.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PredictionFormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+    if isinstance(data, dict):   # {id: prediction} or {id: {...}}
+        return [(f"{path}:{qid}", value if isinstance(value, dict) and "question_id" in value else
+                 {"question_id": qid, **(value if isinstance(value, dict) else {"prediction": value})})
+                for qid, value in data.items()]
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return [(f"{path}:[{i}]", row) for i, row in enumerate(data)]
+    raise PredictionFormatError(f"{path}: a .json predictions file must hold an object {{id: prediction}} "
+                                "or a list of row objects.")
+
+
+def _row_format(row: dict) -> str:
+    if "prediction" in row and "reference" in row:
+        return "wsi-llava rows"
+    if "T-answer" in row and "answer" in row:
+        return "official jsonl + answer"
+    return "predictions keyed by id"
+
+
+def _spec_of(row: dict) -> tuple[TaskSpec | None, str | None, str | None]:
+    """(spec, name, error) for the row's task field; (None, None, None) when it has none."""
+    names = [row[key] for key in TASK_KEYS if isinstance(row.get(key), str) and row[key].strip()]
+    if not names:       # LLaVA's model_vqa output carries `metadata: {}`: no task
+        return None, None, None
+    name = names[0]
+    try:
+        return resolve_task(str(name)), str(name), None
+    except CurationError:
+        return None, str(name), f"unknown task {name!r} (use a WSI-Bench file stem, metadata value or task id)"
+
+
+def _item(spec: TaskSpec, *, question_id, source_task_name, image, question, reference, prediction, row,
+          source) -> ScoringItem:
+    settings = row.get("settings")
+    model = row.get("model") if row.get("model") is not None else row.get("model_id")   # model_id: LLaVA
+    return ScoringItem(question_id=question_id, task=spec.task, task_title=spec.title,
+                       capability=spec.capability.value, answer_format=spec.answer_format.value,
+                       source_task_name=source_task_name, image=str(image or ""), question=str(question or ""),
+                       reference=str(reference), prediction=str(prediction),
+                       model=str(model) if model is not None else None,
+                       settings=settings if isinstance(settings, dict) else None, source=source)
+
+
+def load_predictions(path: str | Path, references: str | Path | None = None,
+                     tasks: Sequence[str] | None = None) -> tuple[list[ScoringItem], LoadReport]:
+    """Items to score, in file order, and the report of everything that could not be matched."""
+    path = Path(path)
+    report = LoadReport(path=str(path), references=str(references) if references else None)
+    rows = read_prediction_rows(path, report.problems)
+    report.n_rows = len(rows)
+    report.formats = sorted({_row_format(row) for _, row in rows})
+    wanted = _wanted_tasks(tasks)
+    refs = _load_references(references, report) if references else None
+    items: dict[tuple[str, str], ScoringItem] = {}
+    for source, row in rows:
+        item = _match_row(source, row, refs, report)
+        if item is None:
+            continue
+        if wanted is not None and item.task not in wanted:
+            report.n_filtered_out += 1
+        elif item.key in items:
+            report.duplicates.append({"source": source, "question_id": item.question_id, "task": item.task,
+                                      "kept": items[item.key].source})
+        else:
+            items[item.key] = item
+    if refs is not None:
+        report.missing = [{"question_id": ref.question_id, "task": ref.task, "source": ref.source}
+                          for key, ref in refs.by_key.items()
+                          if key not in items and (wanted is None or ref.task in wanted)]
+    report.n_items = len(items)
+    return list(items.values()), report
+
+
+def _wanted_tasks(tasks: Sequence[str] | None) -> set[str] | None:
+    if not tasks:
+        return None
+    try:
+        return {resolve_task(name).task for name in tasks}
+    except CurationError as exc:
+        raise PredictionFormatError(f"--tasks: {exc}") from exc
+
+
+@dataclass
+class _References:
+    by_key: dict          # (task, question_id) -> BenchItem
+    by_id: dict           # question_id -> [BenchItem, ...]
+
+
+def _load_references(source, report: LoadReport) -> _References:
+    from curation.wsi_bench_files import read_benchmark
+
+    try:
+        bench = read_benchmark(source, problems=report.problems)
+    except CurationError as exc:
+        raise PredictionFormatError(f"--references {source}: {exc}") from exc
+    by_key, by_id = {}, {}
+    for ref in bench:
+        by_key.setdefault((ref.task, ref.question_id), ref)
+        by_id.setdefault(ref.question_id, []).append(ref)
+    return _References(by_key, by_id)
+
+
+def _match_row(source: str, row: dict, refs: _References | None, report: LoadReport) -> ScoringItem | None:
+    _, qid = _first(row, ID_KEYS)
+    _, prediction = _first(row, PREDICTION_KEYS)
+    spec, task_name, task_error = _spec_of(row)
+
+    def unmatched(reason: str) -> None:
+        report.unmatched.append({"source": source, "question_id": None if qid is None else str(qid),
+                                 "task": task_name, "reason": reason})
+
+    if qid is None:
+        return unmatched(f"no id field (one of {', '.join(ID_KEYS)})")
+    qid = str(qid)
+    if prediction is None or not isinstance(prediction, str):
+        return unmatched(f"no prediction text (one of {', '.join(PREDICTION_KEYS)}, a string)")
+    if task_error:
+        return unmatched(task_error)
+    if refs is None:
+        _, reference = _first(row, REFERENCE_KEYS)
+        if reference is None or spec is None:
+            return unmatched("no reference or task in the row: pass --references with the WSI-Bench files")
+        return _item(spec, question_id=qid, source_task_name=task_name, image=row.get("image"),
+                     question=row.get("question"), reference=reference, prediction=prediction, row=row,
+                     source=source)
+    if spec is not None:
+        ref = refs.by_key.get((spec.task, qid))
+        if ref is None:
+            return unmatched(f"no reference of task {spec.task!r} with this id")
+    else:
+        candidates = refs.by_id.get(qid, [])
+        if len(candidates) != 1:
+            return unmatched("no reference with this id" if not candidates else
+                             f"the id is ambiguous across tasks {sorted(r.task for r in candidates)}: add a "
+                             "task field to the row")
+        ref = candidates[0]
+    return _item(resolve_task(ref.task), question_id=qid, source_task_name=ref.source_task_name, image=ref.image,
+                 question=ref.question, reference=ref.answer, prediction=prediction, row=row, source=source)
+
+
+def items_by_task(items: Iterable[ScoringItem]) -> dict[str, list[ScoringItem]]:
+    grouped: dict[str, list[ScoringItem]] = {}
+    for item in items:
+        grouped.setdefault(item.task, []).append(item)
+    return grouped

@@ -1,0 +1,197 @@
+"""`evaluate score`: predictions -> scores.jsonl, summary.json, summary.md in one output folder.
+
+    summary = run_scoring(ScoreConfig(predictions=Path("preds.jsonl"), out_dir=Path("eval"),
+                                      judge=JudgeConfig(name="offline")))
+
+Resumable: each judged item is appended at once to `DIR/scores.partial.jsonl`; a re-run (after an
+interruption, or of a finished run) reuses every row in scores.jsonl / scores.partial.jsonl whose
+fingerprint matches (same judge, prompt version and texts) and whose metrics did not fail, and judges
+only the rest. Independently, the LLM judge's reply cache (DIR/judge_cache.sqlite unless --cache) means
+a repeated judgement sends no request. At the end scores.jsonl (prediction-file order), summary.json
+and summary.md are written under temporary names and renamed, and the journal is removed. `dry_run`
+loads and matches everything, estimates the judge's requests and cost, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from evaluation import nlu_metrics
+from evaluation.errors import EvaluationError
+from evaluation.jsonl_files import JournalWriter, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_journal
+from evaluation.judges import ItemJudgement, Judge, JudgeConfig, build_judge
+from evaluation.predictions import ScoringItem, items_by_task, load_predictions
+from evaluation.report_md import render_summary_md
+from evaluation.schemas import SCORES_SCHEMA
+from evaluation.score_rows import closed_row, is_complete, item_fields, item_fingerprint, open_row
+from evaluation.summary import summarize
+
+log = logging.getLogger(__name__)
+SCORES_FILE, JOURNAL_FILE = "scores.jsonl", "scores.partial.jsonl"
+SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+DEFAULT_CACHE_FILE = "judge_cache.sqlite"
+NLU_TASKS = ("report_generation",)
+
+
+@dataclass
+class ScoreConfig:
+    predictions: Path
+    out_dir: Path
+    judge: JudgeConfig
+    references: str | None = None
+    tasks: list[str] | None = None
+    dry_run: bool = False
+    nlu_all_open: bool = False       # NLU metrics for every open task, not only report generation
+    progress_every_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.predictions, self.out_dir = Path(self.predictions), Path(self.out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise EvaluationError(f"--out {self.out_dir}: exists and is not a folder.")
+        if self.judge.name == "openai" and self.judge.cache_path is None:
+            self.judge.cache_path = str(self.out_dir / DEFAULT_CACHE_FILE)
+
+
+@dataclass
+class _Progress:
+    total: int
+    every_s: float
+    emit: Callable[[str], None]
+    done: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.monotonic)
+
+    def tick(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        now = time.monotonic()
+        if now - self.last >= self.every_s or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            self.emit(f"judged {self.done}/{self.total} items ({self.failed} with a failed metric), "
+                      f"{rate:.1f} items/s")
+
+
+def _previous_rows(out_dir: Path) -> dict[tuple[str, str], dict]:
+    """Rows of an earlier run (final file, then the journal, later lines winning) that may be reused."""
+    rows, _ = read_journal(out_dir / SCORES_FILE)
+    journal, _ = read_journal(out_dir / JOURNAL_FILE)
+    reusable = {}
+    for row in rows + journal:
+        if row.get("schema") == SCORES_SCHEMA and "fingerprint" in row and is_complete(row):
+            reusable[(row.get("task"), row.get("question_id"))] = row
+    return reusable
+
+
+def _wants_nlu(item: ScoringItem, config: ScoreConfig) -> bool:
+    return item.answer_format == "open" and (config.nlu_all_open or item.task in NLU_TASKS)
+
+
+def _add_cider(rows: list[dict]) -> None:
+    """CIDEr per task corpus (its IDF comes from the references of the task's items)."""
+    by_task: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["nlu"] is not None:
+            by_task.setdefault(row["task"], []).append(row)
+    for task_rows in by_task.values():
+        values = nlu_metrics.cider_scores([r["reference"] for r in task_rows], [r["prediction"] for r in task_rows])
+        for row, value in zip(task_rows, values):
+            row["nlu"] = {**row["nlu"], "cider": value}
+
+
+def run_scoring(config: ScoreConfig, judge: Judge | None = None,
+                emit: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> dict:
+    """Score every matched item; returns summary.json's content (or the dry-run plan)."""
+    started = time.monotonic()
+    items, report = load_predictions(config.predictions, config.references, config.tasks)
+    if not items:
+        reasons = "; ".join(sorted({u["reason"] for u in report.unmatched})[:5]) or "the file has no rows"
+        raise EvaluationError(f"{config.predictions}: no item could be scored ({report.n_rows} rows, "
+                              f"{len(report.unmatched)} unmatched: {reasons}).")
+    open_items = [item for item in items if item.answer_format == "open"]
+    owned = judge is None and bool(open_items)    # close only the judge built here
+    if owned:
+        judge_config = config.judge
+        if config.dry_run and judge_config.cache_path and not Path(judge_config.cache_path).is_file():
+            judge_config = replace(judge_config, cache_path=None)   # a dry run creates no file
+        judge = build_judge(judge_config)
+    try:
+        return _plan_and_score(config, items, report, judge, started, emit)
+    finally:
+        if owned:
+            judge.close()
+
+
+def _plan_and_score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge | None, started: float,
+                    emit: Callable[[str], None]) -> dict:
+    open_items = [item for item in items if item.answer_format == "open"]
+    previous = _previous_rows(config.out_dir) if open_items else {}
+    reused: dict[tuple[str, str], dict] = {}
+    for item in open_items:
+        row = previous.get(item.key)
+        if row is not None and row["fingerprint"] == item_fingerprint(item, judge.identity.fingerprint()):
+            reused[item.key] = row
+    to_judge = [item for item in open_items if item.key not in reused]
+    if config.dry_run:
+        return {"dry_run": True, "n_items": len(items), "n_open": len(open_items),
+                "n_closed": len(items) - len(open_items), "n_reused": len(reused), "n_to_judge": len(to_judge),
+                "tasks": {task: len(group) for task, group in items_by_task(items).items()},
+                "inputs": report.to_dict(), "judge_estimate": judge.dry_run(to_judge) if judge else None}
+    return _score(config, items, report, judge, reused, to_judge, started, emit)
+
+
+def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge | None, reused: dict,
+           to_judge: list[ScoringItem], started: float, emit: Callable[[str], None]) -> dict:
+    open_items = [item for item in items if item.answer_format == "open"]
+    judge_name = (f"{judge.identity.name} ({judge.identity.model})"
+                  f"{' [APPROXIMATE]' if judge.identity.approximate else ''}" if judge else "no judge")
+    emit(f"{len(items)} items ({len(open_items)} open, {len(items) - len(open_items)} closed); reusing "
+         f"{len(reused)} finished rows; judging {len(to_judge)} with {judge_name}")
+    new_rows: dict[tuple[str, str], dict] = {}
+    progress = _Progress(len(to_judge), config.progress_every_s, emit)
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    with JournalWriter(config.out_dir / JOURNAL_FILE) as journal:
+        def on_result(item: ScoringItem, judgement: ItemJudgement) -> None:
+            nlu = nlu_metrics.item_metrics(item.reference, item.prediction) if _wants_nlu(item, config) else None
+            row = open_row(item, judgement, judge.identity, nlu)
+            journal.write(row)
+            new_rows[item.key] = row
+            progress.tick(not is_complete(row))
+
+        if to_judge:
+            judge.judge(to_judge, on_result)
+    rows = []
+    for item in items:
+        if item.answer_format != "open":
+            rows.append(closed_row(item))
+            continue
+        row = new_rows.get(item.key)
+        if row is None:
+            row = reused.get(item.key)
+            if row is None:
+                raise EvaluationError(f"internal: the judge returned no result for {item.key}")  # judge contract
+            row.update(item_fields(item))
+        if _wants_nlu(item, config) and row["nlu"] is None:
+            row["nlu"] = nlu_metrics.item_metrics(item.reference, item.prediction)
+        elif not _wants_nlu(item, config):
+            row["nlu"] = None
+        rows.append(row)
+    _add_cider(rows)
+    run = {"predictions": str(config.predictions), "references": config.references,
+           "out_dir": str(config.out_dir), "workers": config.judge.workers, "tasks": config.tasks,
+           "models": sorted({item.model for item in items if item.model}), "n_reused": len(reused),
+           "n_judged": len(to_judge), "elapsed_s": round(time.monotonic() - started, 3)}
+    summary = summarize(rows, judge=judge.identity.to_dict() if judge else None,
+                        judge_stats=judge.stats() if judge else {}, run=run, inputs=report.to_dict(),
+                        nlu_settings=nlu_metrics.settings() if any(r["nlu"] for r in rows) else None)
+    atomic_write_jsonl(config.out_dir / SCORES_FILE, rows)
+    atomic_write_json(config.out_dir / SUMMARY_JSON, summary)
+    atomic_write_text(config.out_dir / SUMMARY_MD, render_summary_md(summary))
+    (config.out_dir / JOURNAL_FILE).unlink(missing_ok=True)
+    return summary

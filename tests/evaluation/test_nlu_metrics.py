@@ -1,0 +1,73 @@
+"""BLEU / ROUGE-L / METEOR / CIDEr against values worked out by hand, and the offline tokenizer."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from evaluation import nlu_metrics
+from evaluation.nltk_resources import split_sentences, tokenizer_name, word_tokenize, wordnet_reader
+
+REF = word_tokenize("the cat is on the mat")
+CAND = word_tokenize("the cat sat on the mat")
+
+
+def test_bleu_by_hand():
+    # unigrams 5/6 (the x2, cat, on, mat), bigrams 3/5, trigrams 1/4, 4-grams 0/3 -> method4 gives the
+    # zero count 1 / (2 * 5 / ln 6) over 3; equal lengths -> no brevity penalty
+    p4 = (math.log(6) / 10) / 3
+    expected = [5 / 6, math.sqrt(5 / 6 * 3 / 5), (5 / 6 * 3 / 5 * 1 / 4) ** (1 / 3),
+                (5 / 6 * 3 / 5 * 1 / 4 * p4) ** (1 / 4)]
+    assert nlu_metrics.bleu_scores(REF, CAND) == pytest.approx(expected)
+    assert nlu_metrics.bleu_scores(REF, REF) == pytest.approx([1, 1, 1, 1])
+    assert nlu_metrics.bleu_scores(REF, []) == [0, 0, 0, 0]
+
+
+def test_rouge_l_by_hand():
+    # LCS "the cat on the mat" = 5 of 6 tokens on both sides -> P = R = F = 5/6
+    assert nlu_metrics.rouge_l(REF, CAND) == pytest.approx(5 / 6)
+    assert nlu_metrics.rouge_l(word_tokenize("The Cat"), word_tokenize("the cat")) == pytest.approx(1.0)
+
+
+def test_meteor_by_hand_exact_and_stem():
+    # 5 matches, P = R = 5/6, 2 chunks over 5 matches -> penalty 0.5 * 0.4^3
+    assert nlu_metrics.meteor(REF, CAND, use_wordnet=False) == pytest.approx(5 / 6 * (1 - 0.5 * 0.4 ** 3))
+    assert nlu_metrics.meteor(REF, REF, use_wordnet=False) == pytest.approx(1 - 0.5 * (1 / 6) ** 3)
+    # stems: "grows" ~ "growing" (Porter) -> 3 matches in one chunk
+    assert nlu_metrics.meteor(word_tokenize("the tumor grows"), word_tokenize("the tumor growing"),
+                              use_wordnet=False) == pytest.approx(1 - 0.5 * (1 / 3) ** 3)
+
+
+@pytest.mark.skipif(not Path("/usr/share/wordnet/data.noun").is_file(),
+                    reason="Debian wordnet-base not installed (tests/run.sh installs it)")
+def test_meteor_uses_wordnet_synonyms_when_installed():
+    assert wordnet_reader() is not None
+    ref, cand = word_tokenize("the tumor grows"), word_tokenize("the tumour grows")
+    assert nlu_metrics.meteor(ref, cand) == pytest.approx(1 - 0.5 * (1 / 3) ** 3)     # tumour ~ tumor
+    assert nlu_metrics.meteor(ref, cand, use_wordnet=False) == pytest.approx(2 / 3 * 0.5)   # 2 chunks of 1
+    assert "wordnet" in nlu_metrics.settings()["meteor"]
+
+
+def test_cider_is_corpus_level():
+    refs = ["the cat is on the mat", "a dog runs in the park"]
+    assert nlu_metrics.cider_scores(refs, refs) == pytest.approx([10.0, 10.0])       # identical: cos 1, x10
+    assert nlu_metrics.cider_scores(refs, refs[::-1]) == pytest.approx([0.0, 0.0])   # no shared n-gram
+    assert nlu_metrics.cider_scores(refs, ["", "a dog runs"])[0] == 0.0
+
+
+def test_item_metrics_of_an_empty_prediction_are_zero():
+    assert set(nlu_metrics.item_metrics("The cat is on the mat.", " ").values()) == {0.0}
+
+
+def test_tokenizer_matches_word_tokenize_conventions():
+    tokens = word_tokenize("Tumour (T2N0M0), e.g. grade 2. Dr. Lee's review: it isn't invasive.")
+    assert tokens == ["Tumour", "(", "T2N0M0", ")", ",", "e.g.", "grade", "2", ".", "Dr.", "Lee", "'s", "review",
+                      ":", "it", "is", "n't", "invasive", "."]
+    assert tokenizer_name()
+
+
+def test_sentences_keep_list_numbers_with_their_sentence():
+    text = "1. Surgery: mastectomy. 2. Chemotherapy: adjuvant.\nEndocrine therapy for 5 years."
+    assert split_sentences(text) == ["1. Surgery: mastectomy.", "2. Chemotherapy: adjuvant.",
+                                     "Endocrine therapy for 5 years."]
+    assert split_sentences("   ") == []

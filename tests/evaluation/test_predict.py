@@ -1,0 +1,59 @@
+"""`wsi-llava evaluate predict` with a tiny random checkpoint: rows, missing inputs, resume, then scoring."""
+
+import json
+
+from evaluation.cli import main
+from evaluation.predictions import load_predictions
+from tests.evaluation.fixtures import write_benchmark
+from tests.helpers.tiny_models import (
+    TINY_NUM_SLIDE_TOKENS,
+    TINY_SLIDE_TOKEN_DIM,
+    save_tiny_checkpoint,
+    write_slide_tokens_pt,
+)
+
+
+def test_predict_writes_rows_reports_missing_inputs_and_resumes(tmp_path, capsys):
+    bench = write_benchmark(tmp_path / "bench")
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
+    features = tmp_path / "features"
+    (features / "TCGA-XX").mkdir(parents=True)
+    for slide in ("S1", "S2"):     # S3, S4 (LLaVA files) and S5 (official JSONL) have no slide inputs
+        write_slide_tokens_pt(features / "TCGA-XX" / f"{slide}.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
+                              dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    out = tmp_path / "preds.jsonl"
+    args = ["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
+            "--out", str(out), "--max-new-tokens", "3", "--device", "cpu"]
+    assert main(args + ["--limit", "3"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["n_items"] == 10 and first["n_answered"] == 3 and first["model_is_trained"] is False
+    assert main(args) == 0                                          # resumes after the first three
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_done_before"] == 3 and report["n_answered"] == 3
+    assert report["n_missing_inputs"] == 4 and report["n_remaining"] == 4
+    assert {m["image"] for m in report["missing_inputs"]} == {"TCGA-XX/S3.pt", "TCGA-XX/S4.pt", "TCGA-BRCA/S5.pt"}
+    assert json.loads((tmp_path / "preds.summary.json").read_text())["n_missing_inputs"] == 4
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and len({(r["task"], r["question_id"]) for r in rows}) == 6
+    assert set(rows[0]) >= {"question_id", "image", "task", "capability", "question", "reference", "prediction",
+                            "model", "settings"}
+    assert rows[0]["model"] == "tiny-test-model" and rows[0]["settings"]["temperature"] == 0.0
+    # another generation setting into the same file is refused
+    assert main(args + ["--temperature", "0.7"]) == 1
+    assert "already holds predictions" in capsys.readouterr().err
+    # the rows score as they are
+    items, load_report = load_predictions(out)
+    assert len(items) == 6 and not load_report.unmatched
+    assert main(["score", str(out), "--out", str(tmp_path / "eval"), "--judge", "offline"]) == 0
+    assert "6 items scored" in capsys.readouterr().out
+
+
+def test_predict_errors_are_messages(tmp_path, capsys):
+    bench = write_benchmark(tmp_path / "bench")
+    assert main(["predict", "--model", str(tmp_path / "nope"), "--benchmark", str(bench), "--features-root",
+                 str(tmp_path), "--out", str(tmp_path / "p.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "--model" in err and "Traceback" not in err
+    assert main(["predict", "--model", "x", "--benchmark", str(bench), "--features-root", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "p.jsonl")]) == 1
+    assert "not a folder" in capsys.readouterr().err
