@@ -1,0 +1,78 @@
+"""The Metrics tab through its Gradio API (gradio_client against a real server) and its data layer."""
+
+import json
+import shutil
+
+import gradio as gr
+import pytest
+from gradio_client import Client, handle_file
+
+from evaluation.errors import SchemaError
+from evaluation.results_view import load_run, load_uploaded_run, radar_series, table2_frame
+from evaluation.judges import JudgeConfig
+from evaluation.scorer import ScoreConfig, run_scoring
+from tests.evaluation.fixtures import own_rows, write_jsonl
+from ui.metrics_tab import build_metrics_tab
+
+
+@pytest.fixture(scope="module")
+def results_root(tmp_path_factory):
+    """One real scoring run (offline judge) under results/run-a, predictions partly wrong."""
+    root = tmp_path_factory.mktemp("results")
+    rows = own_rows({("Grading", "S2-4"): "The tumour is benign.", ("Diagnosis_choice", "S1-1"): "C"})
+    predictions = write_jsonl(root / "preds.jsonl", rows)
+    run_scoring(ScoreConfig(predictions=predictions, out_dir=root / "run-a", judge=JudgeConfig("offline")))
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(results_root):
+    with gr.Blocks() as demo:
+        build_metrics_tab(results_root)
+    demo.launch(prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_results_view_lays_out_runs_beside_baselines(results_root):
+    run = load_run(results_root / "run-a")
+    frame = table2_frame([run])
+    assert list(frame["model"])[:2] == ["run-a (approximate judge)", "Quilt-LLaVA"]
+    assert frame.iloc[-1]["Avg"] == pytest.approx(0.754)                       # WSI-LLaVA, published
+    series = radar_series([run], "wsi_precision")
+    assert len(series["axes"]) == 11 and series["series"]["run-a (approximate judge)"][5] is not None   # grading
+
+
+def test_loading_bad_results_names_the_file(tmp_path):
+    bad = tmp_path / "summary.json"
+    bad.write_text(json.dumps({"schema": "something/else"}))
+    with pytest.raises(SchemaError, match="summary.json"):
+        load_uploaded_run([bad])
+    with pytest.raises(SchemaError, match="one summary.json and/or one scores.jsonl"):
+        load_uploaded_run([bad, bad])
+
+
+def test_folder_run_fills_charts_tables_and_drill_down(client):
+    status, radar_p, radar_r, bars, table2, table3, nlu, run_pick = client.predict(
+        ["run-a"], True, api_name="/select_folder_runs")
+    assert "run-a" in status and radar_p["type"] == "plotly"
+    assert "Scatterpolar" in radar_p["plot"] or "scatterpolar" in radar_p["plot"]
+    assert table2["data"][0][0] == "run-a (approximate judge)" and len(table2["data"]) == 5
+    assert table3["data"][0][1] == "this run"
+    markdown, claims = client.predict(0, "grading::S2-4", api_name="/show_item")
+    assert "The tumour is benign." in markdown and "FIGO grade III" in markdown
+    assert claims["data"] and {row[0] for row in claims["data"]} >= {"WSI-P (reference claim)"}
+
+
+def test_uploaded_run_is_added(client, results_root, tmp_path):
+    copy = tmp_path / "scores.jsonl"
+    shutil.copy(results_root / "run-a" / "scores.jsonl", copy)
+    status, *_ = client.predict([handle_file(str(copy))], True, api_name="/add_upload")
+    assert "tiny" in status                      # named after the model in the rows
+
+
+def test_paths_outside_the_results_folder_are_refused(client):
+    with pytest.raises(Exception, match="not inside the results folder"):
+        client.predict(["../../etc"], True, api_name="/select_folder_runs")
