@@ -18,12 +18,11 @@ and the field. Usage:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from curation.atomic_io import atomic_write_text
 from curation.errors import CurationError
 from curation.wsi_bench_tasks import TaskSpec, resolve_task, task_name_from_path
 
@@ -272,25 +271,13 @@ def items_to_dataset(items: Sequence[BenchItem]):
     return Dataset.from_list([item.to_dict() for item in items])
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_llava_json(items: Sequence[BenchItem], path: str | Path) -> None:
     """Items -> one LLaVA conversation JSON file (written to a temp name, then renamed)."""
     records = [{"id": item.question_id, "image": item.image,
                 "conversations": item.conversations or [
                     {"from": "human", "value": f"{IMAGE_PLACEHOLDER}\n{item.question}"},
                     {"from": "gpt", "value": item.answer}]} for item in items]
-    _atomic_write_text(Path(path), json.dumps(records, ensure_ascii=False, indent=1))
+    atomic_write_text(Path(path), json.dumps(records, ensure_ascii=False, indent=1))
 
 
 def write_official_jsonl(items: Sequence[BenchItem], path: str | Path) -> None:
@@ -307,4 +294,4 @@ def write_official_jsonl(items: Sequence[BenchItem], path: str | Path) -> None:
         lines.append(json.dumps({"question_id": item.question_id, "image": item.image,
                                  "question": item.question, "T-answer": item.answer,
                                  "metadata": metadata}, ensure_ascii=False))
-    _atomic_write_text(Path(path), "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write_text(Path(path), "\n".join(lines) + ("\n" if lines else ""))

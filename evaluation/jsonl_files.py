@@ -1,4 +1,4 @@
-"""Output files that survive interruptions: atomic writes (temp name + rename) and append-only journals.
+"""Append-only JSONL journals that survive interruptions (atomic whole-file writes: curation.atomic_io).
 
 A journal is a JSONL file appended one flushed line per finished item; after a crash its last line may
 be cut short, so `read_journal` skips lines that are not valid JSON and says how many.
@@ -8,31 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
-from typing import Iterable
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
 
 
 class JournalWriter:

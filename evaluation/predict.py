@@ -24,10 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
+from curation.atomic_io import atomic_write_json
 from curation.errors import CurationError
 from curation.wsi_bench_files import BenchItem, read_benchmark, slide_id_from_image
 from evaluation.errors import EvaluationError
-from evaluation.jsonl_files import JournalWriter, atomic_write_json, read_journal
+from evaluation.jsonl_files import JournalWriter, read_journal
 
 PREDICTIONS_SCHEMA = "wsi-llava.evaluation.predictions/1"
 
