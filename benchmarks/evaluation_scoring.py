@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from curation.llm_client import LLMSettings  # noqa: E402
 from curation.wsi_bench_files import read_benchmark  # noqa: E402
 from evaluation.judges import JudgeConfig  # noqa: E402
 from evaluation.scorer import ScoreConfig, run_scoring  # noqa: E402
@@ -77,8 +78,9 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
 
 
 def llm_config(server, preds: Path, out: Path, workers: int, cache: Path | None = None) -> ScoreConfig:
-    judge = JudgeConfig(name="openai", base_url=server.url, model="stand-in", api_key_env=KEY_ENV, workers=workers,
-                        cache_path=str(cache) if cache else None, backoff_initial_s=0.01, backoff_max_s=0.05)
+    judge = JudgeConfig(name="openai", workers=workers, llm=LLMSettings(
+        base_url=server.url, model="stand-in", api_key_env=KEY_ENV, cache_path=str(cache) if cache else None,
+        backoff_initial_s=0.01, backoff_max_s=0.05))
     return ScoreConfig(predictions=preds, out_dir=out, judge=judge, progress_every_s=1e9)
 
 

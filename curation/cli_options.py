@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from curation.llm_client import STRUCTURED_OUTPUT_MODES, LLMClient, LLMSettings
+from curation.llm_client import LLMClient
+from curation.llm_options import add_llm_options, llm_settings_from_args
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -22,29 +23,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_llm(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("LLM (any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp)")
-    defaults = LLMSettings()
-    group.add_argument("--base-url", default=defaults.base_url, help="endpoint base URL (default: %(default)s)")
-    group.add_argument("--model", default=defaults.model, help="model name (default: %(default)s)")
-    group.add_argument("--api-key-env", default=defaults.api_key_env, metavar="VAR",
-                       help="name of the environment variable holding the API key (default: %(default)s); "
-                            "the key itself is never logged or stored")
-    group.add_argument("--concurrency", "--workers", type=int, default=defaults.concurrency, metavar="N",
-                       help="requests in flight at once (default: %(default)s)")
-    group.add_argument("--cache", metavar="PATH",
-                       help="on-disk reply cache; a re-run makes no call for cached replies "
-                            "(default: <store>.llm-cache.sqlite beside a file store, else ./llm-cache.sqlite)")
-    group.add_argument("--temperature", type=float, default=defaults.temperature)
-    group.add_argument("--seed", type=int, default=defaults.seed)
-    group.add_argument("--timeout", type=float, default=defaults.timeout_s, metavar="SECONDS")
-    group.add_argument("--max-attempts", type=int, default=defaults.max_attempts)
-    group.add_argument("--structured-output", choices=STRUCTURED_OUTPUT_MODES, default=defaults.structured_output)
-    group.add_argument("--price-input", type=float, metavar="USD_PER_1M",
-                       help="input price per million tokens (known OpenAI models have defaults)")
-    group.add_argument("--price-output", type=float, metavar="USD_PER_1M", help="output price per million tokens")
-    group.add_argument("--dry-run", action="store_true",
-                       help="print how many requests, tokens and dollars the step would spend, then stop "
-                            "(nothing is sent or cleaned/generated; `clean` still stores the input reports)")
+    add_llm_options(parser)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print how many requests, tokens and dollars the step would spend, then stop "
+                             "(nothing is sent or cleaned/generated; `clean` still stores the input reports)")
 
 
 def _beside_store(store: str, name: str) -> Path:
@@ -55,13 +37,8 @@ def _beside_store(store: str, name: str) -> Path:
 
 
 def llm_client(args: argparse.Namespace) -> LLMClient:
-    settings = LLMSettings(
-        base_url=args.base_url, model=args.model, api_key_env=args.api_key_env, temperature=args.temperature,
-        seed=args.seed, timeout_s=args.timeout, max_attempts=args.max_attempts, concurrency=args.concurrency,
-        cache_path=str(args.cache or _beside_store(args.store, "llm-cache.sqlite")),
-        structured_output=args.structured_output, price_input_per_1m_usd=args.price_input,
-        price_output_per_1m_usd=args.price_output)
-    return LLMClient(settings)
+    """The client the flags describe; the reply cache defaults to <store>.llm-cache.sqlite beside a file store."""
+    return LLMClient(llm_settings_from_args(args, cache_path=str(_beside_store(args.store, "llm-cache.sqlite"))))
 
 
 def summary_path(args: argparse.Namespace, step: str) -> Path:

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from curation.llm_options import add_llm_options, llm_settings_from_args
 from evaluation.errors import EvaluationError
 
 EXIT_FAILED_JUDGEMENTS = 3
@@ -31,18 +32,9 @@ def _score_parser(sub) -> None:
                    help="openai: any OpenAI-compatible LLM; offline: approximate embedding judge, no network")
     p.add_argument("--references", help="WSI-Bench file/folder/Hub id, for predictions keyed by id")
     p.add_argument("--tasks", nargs="+", help="only these tasks (file stems, metadata values or task ids)")
-    p.add_argument("--judge-base-url", default="https://api.openai.com/v1")
-    p.add_argument("--judge-model", help="LLM name (openai judge) or a sentence-transformers folder (offline)")
-    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding the judge's API key (default OPENAI_API_KEY)")
-    p.add_argument("--workers", type=int, default=4, help="judge requests in flight at once (default 4)")
-    p.add_argument("--cache", help="judge reply cache (SQLite); default OUT/judge_cache.sqlite")
-    p.add_argument("--max-attempts", type=int, default=4, help="tries per judge request (default 4)")
-    p.add_argument("--timeout-s", type=float, default=120.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--structured-output", default="auto", choices=("auto", "json_schema", "json_object", "text"))
-    p.add_argument("--price-input", type=float, help="USD per 1M input tokens (unknown models)")
-    p.add_argument("--price-output", type=float, help="USD per 1M output tokens (unknown models)")
+    add_llm_options(p, prefix="judge-", default_model=None, temperature=False,
+                    title="LLM judge (--judge openai): any OpenAI-compatible endpoint; temperature is always 0")
+    p.set_defaults(workers=4)
     p.add_argument("--nlu-all-open", action="store_true",
                    help="NLU metrics for every open-ended task, not only report generation")
     p.add_argument("--dry-run", action="store_true",
@@ -79,12 +71,14 @@ def _score(args) -> int:
     from evaluation.judges import JudgeConfig
     from evaluation.scorer import ScoreConfig, run_scoring
 
-    if (args.price_input is None) != (args.price_output is None):
-        raise EvaluationError("give both --price-input and --price-output, or neither.")
-    judge = JudgeConfig(name=args.judge, workers=args.workers, base_url=args.judge_base_url, model=args.judge_model,
-                        api_key_env=args.judge_api_key_env, cache_path=args.cache, max_attempts=args.max_attempts,
-                        timeout_s=args.timeout_s, seed=args.seed, structured_output=args.structured_output,
-                        price_input_per_1m_usd=args.price_input, price_output_per_1m_usd=args.price_output)
+    if args.judge == "openai":
+        if not args.judge_model:
+            raise EvaluationError("--judge openai needs --judge-model (the model name the endpoint serves, "
+                                  "e.g. gpt-4o-2024-08-06).")
+        judge = JudgeConfig(name="openai", workers=args.workers,
+                            llm=llm_settings_from_args(args, prefix="judge-", temperature=0.0))
+    else:
+        judge = JudgeConfig(name="offline", workers=args.workers, embedding_model=args.judge_model)
     config = ScoreConfig(predictions=args.predictions, out_dir=args.out, judge=judge, references=args.references,
                          tasks=args.tasks, dry_run=args.dry_run, nlu_all_open=args.nlu_all_open)
     result = run_scoring(config)

@@ -1,6 +1,6 @@
 """The judge registry: what scores claims for WSI-Precision / WSI-Relevance, chosen by name.
 
-    judge = build_judge(JudgeConfig(name="openai", base_url=..., model="gpt-4o-2024-08-06", workers=8))
+    judge = build_judge(JudgeConfig("openai", workers=8, llm=LLMSettings(model="gpt-4o-2024-08-06", ...)))
     judge.judge(items, on_result)            # on_result(item, ItemJudgement) as each item finishes
     judge.identity.to_dict()                 # stored with every score: name, model, prompt version, ...
 
@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
+from curation.llm_client import LLMSettings
 from evaluation.claim_scores import MetricResult
 from evaluation.errors import JudgeConfigError
 from evaluation.predictions import ScoringItem
@@ -51,28 +52,16 @@ OnResult = Callable[[ScoringItem, ItemJudgement], None]
 
 @dataclass
 class JudgeConfig:
-    name: str
-    workers: int = 4                            # judge requests in flight at once (LLM judge)
-    base_url: str = "https://api.openai.com/v1"
-    model: str | None = None                    # LLM name (openai) or embedding model dir (offline)
-    api_key_env: str = "OPENAI_API_KEY"
-    cache_path: str | None = None
-    max_attempts: int = 4
-    timeout_s: float = 120.0
-    seed: int | None = 0
-    structured_output: str = "auto"
-    price_input_per_1m_usd: float | None = None
-    price_output_per_1m_usd: float | None = None
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 30.0
+    name: str                                   # registry name: "openai" | "offline"
+    workers: int = 4                            # items judged at once (LLM judge: one request in flight each)
+    llm: LLMSettings | None = None              # the endpoint and request settings (openai judge)
+    embedding_model: str | None = None          # sentence-transformers folder (offline judge; default bundled)
 
     def __post_init__(self) -> None:
         if self.name not in JUDGES:
             raise JudgeConfigError(f"Unknown judge {self.name!r}; choose one of {sorted(JUDGES)}.")
         if self.workers < 1:
             raise JudgeConfigError(f"--workers must be at least 1, got {self.workers}.")
-        if self.max_attempts < 1:
-            raise JudgeConfigError(f"--max-attempts must be at least 1, got {self.max_attempts}.")
 
 
 class Judge(ABC):

@@ -13,10 +13,17 @@ key, rejected key, unknown model) stop the whole run instead of failing every it
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from typing import Sequence
 
-from curation.llm_client import LLMClient, LLMSettings
-from curation.llm_types import LLMConfigError, LLMFailure, Prompt, ReplyError, decode_json_reply
+from curation.llm_client import LLMClient
+from curation.llm_types import (
+    LLMConfigError,
+    LLMFailure,
+    Prompt,
+    ReplyError,
+    decode_json_reply,
+)
 from evaluation import judge_prompts as jp
 from evaluation.claim_scores import ClaimJudgement, MetricResult, is_blank
 from evaluation.errors import JudgeConfigError
@@ -35,19 +42,11 @@ class LLMJudge(Judge):
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> "LLMJudge":
-        if not config.model:
+        if config.llm is None or not config.llm.model:
             raise JudgeConfigError("The openai judge needs --judge-model (the model name the endpoint serves, "
                                    "e.g. gpt-4o-2024-08-06).")
-        try:
-            settings = LLMSettings(
-                base_url=config.base_url, model=config.model, api_key_env=config.api_key_env, temperature=0.0,
-                seed=config.seed, timeout_s=config.timeout_s, max_attempts=config.max_attempts,
-                concurrency=config.workers, cache_path=config.cache_path,
-                structured_output=config.structured_output, backoff_initial_s=config.backoff_initial_s,
-                backoff_max_s=config.backoff_max_s, price_input_per_1m_usd=config.price_input_per_1m_usd,
-                price_output_per_1m_usd=config.price_output_per_1m_usd)
-        except LLMConfigError as exc:
-            raise JudgeConfigError(f"judge settings: {exc}") from exc
+        # Judges always run at temperature 0 with `workers` requests in flight.
+        settings = replace(config.llm, temperature=0.0, concurrency=config.workers)
         return cls(LLMClient(settings), workers=config.workers)
 
     # -- judging -----------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ class OfflineJudge(Judge):
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> "OfflineJudge":
-        return cls(model_dir=config.model)
+        return cls(model_dir=config.embedding_model)
 
     def _encoder(self):
         if self._model is None:

@@ -60,8 +60,8 @@ class ScoreConfig:
         self.predictions, self.out_dir = Path(self.predictions), Path(self.out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise EvaluationError(f"--out {self.out_dir}: exists and is not a folder.")
-        if self.judge.name == "openai" and self.judge.cache_path is None:
-            self.judge.cache_path = str(self.out_dir / DEFAULT_CACHE_FILE)
+        if self.judge.llm is not None and self.judge.llm.cache_path is None:
+            self.judge.llm = replace(self.judge.llm, cache_path=str(self.out_dir / DEFAULT_CACHE_FILE))
 
 
 @dataclass
@@ -125,8 +125,9 @@ def run_scoring(config: ScoreConfig, judge: Judge | None = None,
     owned = judge is None and bool(open_items)    # close only the judge built here
     if owned:
         judge_config = config.judge
-        if config.dry_run and judge_config.cache_path and not Path(judge_config.cache_path).is_file():
-            judge_config = replace(judge_config, cache_path=None)   # a dry run creates no file
+        llm = judge_config.llm
+        if config.dry_run and llm and llm.cache_path and not Path(llm.cache_path).is_file():
+            judge_config = replace(judge_config, llm=replace(llm, cache_path=None))   # a dry run creates no file
         judge = build_judge(judge_config)
     try:
         return _plan_and_score(config, items, report, judge, started, emit)

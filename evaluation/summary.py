@@ -17,7 +17,12 @@ from typing import Iterable
 
 from curation.wsi_bench_tasks import TASKS, Capability, resolve_task
 from evaluation.answer_extraction import EXTRACTOR_VERSION
-from evaluation.baselines import TABLE2_CAPABILITIES, TABLE2_COLUMNS, TABLE3_COLUMNS, load_baselines
+from evaluation.baselines import (
+    TABLE2_CAPABILITIES,
+    TABLE2_COLUMNS,
+    TABLE3_COLUMNS,
+    load_baselines,
+)
 from evaluation.claim_scores import FAILED, MetricResult, aggregate_metric, mean_or_none
 from evaluation.nlu_metrics import NLU_METRICS
 from evaluation.schemas import SUMMARY_SCHEMA, validate_summary

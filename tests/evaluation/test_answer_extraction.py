@@ -2,7 +2,12 @@
 
 import pytest
 
-from evaluation.answer_extraction import extract_answer, extract_choice, extract_yes_no, parse_options
+from evaluation.answer_extraction import (
+    extract_answer,
+    extract_choice,
+    extract_yes_no,
+    parse_options,
+)
 
 QUESTION = ("Based on the observed features, what is the histological classification? A) Squamous cell "
             "carcinoma B) Adenocarcinoma C) Neuroendocrine tumor D) Small cell carcinoma")

@@ -6,7 +6,12 @@ import pytest
 
 from evaluation.cli import main
 from evaluation.errors import SchemaError
-from evaluation.schemas import SCORES_SCHEMA, flatten_score_row, load_scores, load_summary
+from evaluation.schemas import (
+    SCORES_SCHEMA,
+    flatten_score_row,
+    load_scores,
+    load_summary,
+)
 from tests.evaluation.fixtures import own_rows, write_benchmark, write_jsonl
 
 PREDICTIONS = {("Diagnosis_choice", "S1-1"): "The answer is (B).", ("Diagnosis_choice", "S2-1"): "Adenocarcinoma",

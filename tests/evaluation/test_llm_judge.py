@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from curation.llm_client import LLMSettings
 from evaluation import judge_prompts as jp
 from evaluation.cli import main as cli_main
 from evaluation.errors import JudgeConfigError
@@ -61,10 +62,11 @@ def server():
 
 def config(server, tmp_path, workers=1, **judge):
     preds = write_jsonl(tmp_path / "preds.jsonl", own_rows(PREDICTIONS))
-    settings = dict(name="openai", base_url=server.url, model="stand-in", api_key_env="TEST_JUDGE_KEY",
-                    workers=workers, backoff_initial_s=0.01, backoff_max_s=0.02, max_attempts=3, seed=5)
+    settings = dict(base_url=server.url, model="stand-in", api_key_env="TEST_JUDGE_KEY",
+                    backoff_initial_s=0.01, backoff_max_s=0.02, max_attempts=3, seed=5)
     settings.update(judge)
-    return ScoreConfig(predictions=preds, out_dir=tmp_path / "out", judge=JudgeConfig(**settings),
+    return ScoreConfig(predictions=preds, out_dir=tmp_path / "out",
+                       judge=JudgeConfig("openai", workers=workers, llm=LLMSettings(**settings)),
                        progress_every_s=1e9)
 
 

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from evaluation import nlu_metrics
-from evaluation.nltk_resources import split_sentences, tokenizer_name, word_tokenize, wordnet_reader
+from evaluation.nltk_resources import (
+    split_sentences,
+    tokenizer_name,
+    word_tokenize,
+    wordnet_reader,
+)
 
 REF = word_tokenize("the cat is on the mat")
 CAND = word_tokenize("the cat sat on the mat")

@@ -6,7 +6,12 @@ import pytest
 
 from evaluation.errors import PredictionFormatError
 from evaluation.predictions import load_predictions
-from tests.evaluation.fixtures import OFFICIAL_ROWS, own_rows, write_benchmark, write_jsonl
+from tests.evaluation.fixtures import (
+    OFFICIAL_ROWS,
+    own_rows,
+    write_benchmark,
+    write_jsonl,
+)
 
 
 def test_own_rows_derive_task_and_capability_from_the_task_table_only(tmp_path):
