@@ -35,7 +35,7 @@ COMMANDS: dict[str, Command] = {
     "push-model": Command("training.hub_publish:main",
                           "Upload a trained checkpoint folder to the Hub with a generated model card."),
     "curate": Command("curation.cli:main",
-                      "Curation pipeline: clean | enrich | generate | import | review-stats | export | push."),
+                      "Curation: clean | enrich | generate | import | review-stats | annotators | assign | export | push."),
     "evaluate": Command("evaluation.cli:main",
                         "Evaluation: predict (run a model on WSI-Bench) | score (WSI-Precision/Relevance, NLU)."),
     "deploy-space": Command("training.space_deploy:main",
