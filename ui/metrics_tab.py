@@ -34,11 +34,17 @@ def radar_figure(runs: list[Run], metric: str, title: str):
     data = radar_series(runs, metric)
     figure = go.Figure()
     for label, values in data["series"].items():
-        closed = [0.0 if v is None else v for v in values]
-        figure.add_trace(go.Scatterpolar(r=closed + closed[:1], theta=data["axes"] + data["axes"][:1],
-                                         fill="toself", name=label, opacity=0.6))
-    figure.update_layout(title=title, polar={"radialaxis": {"range": [0, 1]}}, height=460,
-                         margin={"l": 60, "r": 60, "t": 60, "b": 40}, showlegend=True)
+        # A task the run did not score is a gap on its spoke, never a 0.
+        kept = [(axis, value) for axis, value in zip(data["axes"], values) if value is not None]
+        if not kept:
+            continue
+        theta, r = [axis for axis, _ in kept], [value for _, value in kept]
+        figure.add_trace(go.Scatterpolar(r=r + r[:1], theta=theta + theta[:1], fill="toself", name=label,
+                                         opacity=0.6, mode="lines+markers"))
+    figure.update_layout(title=title, height=460, margin={"l": 60, "r": 60, "t": 60, "b": 40}, showlegend=True,
+                         polar={"radialaxis": {"range": [0, 1]},
+                                "angularaxis": {"categoryarray": data["axes"], "categoryorder": "array",
+                                                "type": "category"}})
     return figure
 
 
@@ -122,7 +128,7 @@ def build_metrics_tab(results_root: str | Path | None) -> None:
         item_pick = gr.Dropdown(label="Item", choices=[], allow_custom_value=True, elem_id="metrics-item-pick")
     item_md = gr.Markdown(elem_id="metrics-item")
     claims = gr.Dataframe(headers=["metric", "claim", "score", "explanation"], interactive=False,
-                          wrap=True, elem_id="metrics-claims")
+                          wrap=True, column_widths=["18%", "40%", "8%", "34%"], elem_id="metrics-claims")
 
     def list_folder_runs():
         return gr.update(choices=_folder_choices(results_root))
@@ -132,7 +138,8 @@ def build_metrics_tab(results_root: str | Path | None) -> None:
         message = (f"{len(runs)} run(s): " + "; ".join(names)) if runs else "No run loaded: the baselines only."
         return (message, radar_figure(runs, "wsi_precision", "WSI-Precision per task"),
                 radar_figure(runs, "wsi_relevance", "WSI-Relevance per task"),
-                capability_figure(runs, baselines), table2_frame(runs, baselines), table3_frame(runs, baselines),
+                capability_figure(runs, baselines), table2_frame(runs, baselines).round(3),
+                table3_frame(runs, baselines).round(4),
                 nlu_figure(runs[0] if runs else None),
                 gr.update(choices=[(run.label, i) for i, run in enumerate(runs) if run.scores],
                           value=next((i for i, run in enumerate(runs) if run.scores), None)))
