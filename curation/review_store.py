@@ -26,7 +26,7 @@ from sqlalchemy import select
 from curation.agreement import agreement_report
 from curation.pair_records import llava_record, render_question
 from curation.review_status import STATUSES, resolve
-from curation.review_views import NotFound, PairView, ReviewView, iso
+from curation.review_views import NotFound, PairView, PermissionDenied, ReviewView, iso
 from curation.store_db import Database
 from curation.store_pipeline import PipelineRecords, ihc_context
 from curation.store_reviews import ReviewBook, event_of
@@ -108,6 +108,9 @@ class ReviewStore(PipelineRecords, ReviewBook):
             rows = list(s.scalars(select(ReviewRow).where(ReviewRow.pair_id == pair_id).order_by(ReviewRow.id)))
             assigned = sorted(s.scalars(select(Assignment.annotator).where(Assignment.pair_id == pair_id)))
         blind = self.blind_mode() and me.role != "lead"
+        if blind and assigned and viewer not in assigned:
+            raise PermissionDenied(f"pair {pair_id} is assigned to other annotators; in blind mode you see only "
+                                   "the pairs in your own queue.")
         events = [event_of(r) for r in rows]
         resolution = resolve(events, pair.required_reviews)
         mine = resolution.verdicts.get(viewer)

@@ -20,7 +20,8 @@ def card_front_matter(text: str) -> dict:
 
 def pins(path: Path) -> dict[str, str]:
     lines = [line.strip() for line in path.read_text().splitlines()]
-    return dict(line.split("==", 1) for line in lines if line and not line.startswith(("#", "-e")))
+    pairs = [line.split("==", 1) for line in lines if line and not line.startswith(("#", "-e"))]
+    return {name.split("[")[0]: version for name, version in pairs}           # extras: gradio[oauth] -> gradio
 
 
 def test_space_card_has_the_fields_the_hub_reads():

@@ -86,7 +86,7 @@ def test_unassigned_annotator_cannot_review_an_assigned_pair(team):
     team.assign("lead", k=1, annotators=["ann"], tasks=["grading"])
     pair_id = team.queue("ann")[0].pair_id
     with pytest.raises(PermissionDenied, match="pick it from your own queue"):
-        team.submit_review(pair_id, "bob", "accepted", team.get_pair(pair_id, "bob").version)
+        team.submit_review(pair_id, "bob", "accepted", team.get_pair(pair_id, "lead").version)
 
 
 def test_undo_is_a_new_event_and_the_queue_follows_it(team):
@@ -143,3 +143,14 @@ def test_store_reopens_and_rejects_bad_targets(team, tmp_path):
     from curation.store_db import StoreError
     with pytest.raises(StoreError, match="driver|neither"):
         ReviewStore.open("nosuchdriver+x://host/db")
+
+
+def test_blind_mode_hides_pairs_assigned_to_others(team):
+    team.assign("lead", k=2, tasks=["grading"])
+    queues = {name: set(ids(team.queue(name, tasks=["grading"]))) for name in ("ann", "bob", "cat")}
+    foreign = next(iter(queues["bob"] - queues["ann"]))
+    with pytest.raises(PermissionDenied, match="blind mode"):
+        team.get_pair(foreign, "ann")
+    assert team.get_pair(foreign, "lead").pair_id == foreign         # leads see everything
+    team.set_blind_mode(False, actor="lead")
+    assert team.get_pair(foreign, "ann").pair_id == foreign          # open mode: visible, still not writable
