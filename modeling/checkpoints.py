@@ -87,6 +87,10 @@ def read_checkpoint_config(source: str, revision: str | None = None) -> tuple[di
     path = Path(source)
     if path.exists():
         config_file = path / "config.json"
+        if not config_file.is_file() and (path / "training_manifest.json").is_file():
+            raise ModelError(f"{path} is a training checkpoint (only the trained weights + how to rebuild the "
+                             f"rest). Merge it into a standalone model first: `wsi-llava train --merge {path} "
+                             "MERGED_DIR`, then load MERGED_DIR.")
         if not config_file.is_file():
             raise ModelError(f"{path}: no config.json; expected a checkpoint folder (save_pretrained output).")
         return json.loads(config_file.read_text()), str(path)

@@ -149,6 +149,16 @@ def check_compatible(inputs: SlideInputs, config) -> None:
     count, width = inputs.slide_tokens.shape[1:]
     if count != config.num_slide_tokens:
         raise ModelError(f"{inputs.source}: {count} slide tokens but {name} takes {config.num_slide_tokens}.")
+    encoder = config.slide_encoder()
+    if encoder is None:
+        from modeling.slide_encoder import SlideEncoderConfig
+
+        encoder = SlideEncoderConfig()          # tokens pooled elsewhere: Prov-GigaPath's width
+    if width < config.slide_token_dim and width != encoder.embed_dim:
+        padded = (f" (or {encoder.embed_dim}-d pooled slide-encoder tokens, which are zero-padded)"
+                  if encoder.embed_dim < config.slide_token_dim else "")
+        raise ModelError(f"{inputs.source}: slide tokens are {width}-d but {name} takes {config.slide_token_dim}-d "
+                         f"tokens{padded}.")
     if width > config.slide_token_dim and torch.count_nonzero(inputs.slide_tokens[..., config.slide_token_dim:]):
         raise ModelError(f"{inputs.source}: slide tokens are {width}-d but {name} takes {config.slide_token_dim}-d "
                          "tokens and the extra channels are not zero padding.")

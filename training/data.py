@@ -21,12 +21,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from curation.errors import CurationError
-from curation.wsi_bench_files import BenchItem, patient_id_from_slide, read_benchmark, slide_id_from_image
+from curation.wsi_bench_files import (
+    BenchItem,
+    patient_id_from_slide,
+    read_benchmark,
+    slide_id_from_image,
+)
 from training.errors import TrainingError
 
 SLIDE_TOKENS = "slide_tokens"    # released WSIBench-pt: (576, 1024) or (1, 576, 1024) per slide
@@ -60,24 +65,31 @@ class SlideInputRef:
     path: Path
 
 
-def candidate_paths(features_root: Path, image: str) -> list[Path]:
+INPUT_KINDS = (SLIDE_TOKENS, TILE_FEATURES)
+_SUFFIX_KIND = {".pt": SLIDE_TOKENS, ".h5": TILE_FEATURES}
+
+
+def candidate_paths(features_root: Path, image: str, kinds: Sequence[str] = INPUT_KINDS) -> list[Path]:
     """Where an item's slide inputs may live, in the order they are tried.
 
     `image` is as released ("TCGA-BRCA/<slide>.pt"). Tried: the released path itself, then our
     features h5 beside it ("TCGA-BRCA/<slide>.h5"), then flat layouts ("<slide>.pt", "<slide>.h5"),
     then the `features/` folder that `wsi-llava features --out DIR` writes ("features/<slide>.h5").
+    `kinds` keeps only slide tokens (.pt) and/or tile features (.h5).
     """
     slide = slide_id_from_image(image)
     relative = Path(image)
-    return [features_root / relative, features_root / relative.with_suffix(".h5"),
-            features_root / f"{slide}.pt", features_root / f"{slide}.h5",
-            features_root / "features" / f"{slide}.h5"]
+    paths = [features_root / relative, features_root / relative.with_suffix(".h5"),
+             features_root / f"{slide}.pt", features_root / f"{slide}.h5",
+             features_root / "features" / f"{slide}.h5"]
+    return [path for path in paths if _SUFFIX_KIND.get(path.suffix) in kinds]
 
 
-def find_slide_input(features_root: str | Path, image: str) -> SlideInputRef | None:
-    for path in candidate_paths(Path(features_root), image):
+def find_slide_input(features_root: str | Path, image: str,
+                     kinds: Sequence[str] = INPUT_KINDS) -> SlideInputRef | None:
+    for path in candidate_paths(Path(features_root), image, kinds):
         if path.is_file():
-            return SlideInputRef(SLIDE_TOKENS if path.suffix == ".pt" else TILE_FEATURES, path)
+            return SlideInputRef(_SUFFIX_KIND[path.suffix], path)
     return None
 
 
@@ -95,9 +107,12 @@ class ResolvedInputs:
 
 
 def resolve_slide_inputs(items: Sequence[BenchItem], features_root: str | Path,
-                         skip_missing: bool = False) -> ResolvedInputs:
+                         skip_missing: bool = False, kinds: Sequence[str] = INPUT_KINDS) -> ResolvedInputs:
     """Attach each item's slide inputs. Missing inputs raise `TrainingError` (count + examples + the
-    flag to skip them) unless `skip_missing`, which leaves those items out and reports them."""
+    flag to skip them) unless `skip_missing`, which leaves those items out and reports them.
+
+    Items are anything with an `image` (BenchItem, ReportPair); `kinds` restricts the file types
+    looked for (stage 1 takes tile features only)."""
     root = Path(features_root)
     if not root.is_dir():
         raise TrainingError(f"features root {root} is not a folder. Point it at the folder holding the "
@@ -105,13 +120,13 @@ def resolve_slide_inputs(items: Sequence[BenchItem], features_root: str | Path,
     found: dict[str, SlideInputRef | None] = {}
     for item in items:
         if item.image not in found:
-            found[item.image] = find_slide_input(root, item.image)
+            found[item.image] = find_slide_input(root, item.image, kinds)
     missing = sorted(image for image, ref in found.items() if ref is None)
     kept = [item for item in items if found[item.image] is not None]
     resolved = ResolvedInputs(kept, {k: v for k, v in found.items() if v is not None}, missing,
                               len(items) - len(kept))
     if missing and not skip_missing:
-        examples = ", ".join(str(candidate_paths(root, image)[0]) for image in missing[:3])
+        examples = ", ".join(str(candidate_paths(root, image, kinds)[0]) for image in missing[:3])
         raise TrainingError(f"{len(missing)} slide(s) ({resolved.n_items_missing} item(s)) have no slide inputs "
                             f"under {root} (e.g. {examples}). Extract them (`wsi-llava features`), fix "
                             "the features root, or skip those items with --skip-missing-features.")
@@ -161,8 +176,9 @@ def read_reports_file(path: str | Path) -> list[ReportPair]:
     return pairs
 
 
-def _unit_hash(key: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
+def unit_hash(key: str, seed: int) -> float:
+    """A seeded hash of `key` in [0, 1): deterministic across runs and machines."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2 ** 64
 
 
@@ -177,7 +193,7 @@ def split_by_patient(slide_ids: Iterable[str], val_fraction: float, seed: int = 
         raise TrainingError(f"val_fraction must be in [0, 1), got {val_fraction}.")
     train, val = set(), set()
     for slide_id in slide_ids:
-        (val if _unit_hash(patient_id_from_slide(slide_id), seed) < val_fraction else train).add(slide_id)
+        (val if unit_hash(patient_id_from_slide(slide_id), seed) < val_fraction else train).add(slide_id)
     return train, val
 
 

@@ -55,3 +55,24 @@ def test_compatibility_with_the_model_is_checked():
                            coords_tiling_px=torch.zeros(1, 5, 2))
     with pytest.raises(ModelError, match="need a slide encoder"):
         check_compatible(features, token_only)
+
+
+def test_only_the_pooled_width_is_zero_padded():
+    config = tiny_config()
+    pooled = config.slide_encoder().embed_dim
+    n = config.num_slide_tokens
+    check_compatible(SlideInputs("slide_tokens", "ok.pt", slide_tokens=torch.zeros(1, n, config.slide_token_dim)),
+                     config)
+    if pooled < config.slide_token_dim:
+        check_compatible(SlideInputs("slide_tokens", "pooled.pt", slide_tokens=torch.zeros(1, n, pooled)), config)
+    narrow = SlideInputs("slide_tokens", "narrow.pt", slide_tokens=torch.zeros(1, n, pooled - 1))
+    with pytest.raises(ModelError, match=r"narrow.pt: slide tokens are \d+-d"):
+        check_compatible(narrow, config)
+
+
+def test_a_training_checkpoint_folder_says_how_to_merge_it(tmp_path):
+    from modeling.checkpoints import read_checkpoint_config
+
+    (tmp_path / "training_manifest.json").write_text("{}")
+    with pytest.raises(ModelError, match="wsi-llava train --merge"):
+        read_checkpoint_config(str(tmp_path))
