@@ -9,8 +9,8 @@ Resumable: every answer is appended to the output (flushed) as soon as it exists
 (task, question_id) pairs already there and continues with the rest. A re-run with another model or
 other generation settings into the same file is refused (mixing them would corrupt the scores).
 Slide inputs are looked up under --features-root (first existing wins): the released path itself
-("TCGA-BRCA/<slide>.pt"), our features h5 beside it, "<slide>.pt", "<slide>.h5", "features/<slide>.h5"
-(the order of training.data.candidate_paths). Items without inputs, and items whose inputs cannot be
+("TCGA-BRCA/<slide>.pt"), our features h5 beside it, "<slide>.pt", "<slide>.h5"
+(modeling.slide_inputs.slide_input_candidates). Items without inputs, and items whose inputs cannot be
 used, are counted and listed in `<out stem>.summary.json`, never silently dropped; a re-run retries
 them. One slide's inputs and its KV-cached prompt prefix are reused for all of its questions.
 """
@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 from curation.atomic_io import atomic_write_json
 from curation.errors import CurationError
-from curation.wsi_bench_files import BenchItem, read_benchmark, slide_id_from_image
+from curation.wsi_bench_files import BenchItem, read_benchmark
 from evaluation.errors import EvaluationError
 from evaluation.jsonl_files import JournalWriter, read_journal
 
@@ -62,17 +62,6 @@ class PredictConfig:
     @property
     def summary_path(self) -> Path:
         return self.out.with_name(f"{self.out.stem}.summary.json")
-
-
-def slide_input_candidates(features_root: Path, image: str) -> list[Path]:
-    slide = slide_id_from_image(image)
-    relative = Path(image)
-    return [features_root / relative, features_root / relative.with_suffix(".h5"), features_root / f"{slide}.pt",
-            features_root / f"{slide}.h5", features_root / "features" / f"{slide}.h5"]
-
-
-def find_slide_input(features_root: Path, image: str) -> Path | None:
-    return next((p for p in slide_input_candidates(features_root, image) if p.is_file()), None)
 
 
 def _settings(config: PredictConfig, loaded) -> dict:
@@ -180,6 +169,8 @@ def run_predictions(config: PredictConfig, loaded=None,
     def fail(item: BenchItem, error: Exception) -> None:
         failures.append({"question_id": item.question_id, "task": item.task, "image": item.image,
                          "error": str(error)})
+
+    from modeling.slide_inputs import find_slide_input, slide_input_candidates
 
     last_emit = time.monotonic()
     with JournalWriter(config.out) as out:

@@ -117,6 +117,30 @@ def from_extracted(extracted, source: str) -> SlideInputs:
                        coords_tiling_px=coords_tiling.float().unsqueeze(0), tile_encoder=attrs.get("encoder"))
 
 
+INPUT_KINDS = (SLIDE_TOKENS, TILE_FEATURES)
+SUFFIX_KIND = {".pt": SLIDE_TOKENS, ".h5": TILE_FEATURES}
+
+
+def slide_input_candidates(features_root: str | Path, image: str,
+                           kinds: tuple[str, ...] = INPUT_KINDS) -> list[Path]:
+    """Where a WSI-Bench item's slide inputs may live under a features root, in the order tried.
+
+    `image` is as released ("TCGA-BRCA/<slide>.pt"). Tried: the released slide-token file itself, our
+    features h5 beside it ("TCGA-BRCA/<slide>.h5"), then the flat layouts ("<slide>.pt", "<slide>.h5";
+    `wsi-llava features --out ROOT` writes the latter). `kinds` keeps .pt (slide tokens) and/or .h5.
+    """
+    root, relative = Path(features_root), Path(image)
+    slide = relative.name.removesuffix(relative.suffix) if relative.suffix in SUFFIX_KIND else relative.name
+    paths = [root / relative.with_suffix(".pt"), root / relative.with_suffix(".h5"), root / f"{slide}.pt",
+             root / f"{slide}.h5"]
+    return [path for path in paths if SUFFIX_KIND[path.suffix] in kinds]
+
+
+def find_slide_input(features_root: str | Path, image: str, kinds: tuple[str, ...] = INPUT_KINDS) -> Path | None:
+    """The first existing candidate (see `slide_input_candidates`), or None."""
+    return next((path for path in slide_input_candidates(features_root, image, kinds) if path.is_file()), None)
+
+
 LOADERS: dict[str, Callable[[Path], SlideInputs]] = {
     ".pt": load_slide_tokens_pt,
     ".h5": load_features_h5,

@@ -30,12 +30,15 @@ from curation.wsi_bench_files import (
     BenchItem,
     patient_id_from_slide,
     read_benchmark,
-    slide_id_from_image,
+)
+from modeling.slide_inputs import (  # released .pt slide tokens and our features h5
+    INPUT_KINDS,
+    SUFFIX_KIND,
+    find_slide_input,
+    slide_input_candidates,
 )
 from training.errors import TrainingError
 
-SLIDE_TOKENS = "slide_tokens"    # released WSIBench-pt: (576, 1024) or (1, 576, 1024) per slide
-TILE_FEATURES = "tile_features"  # our features h5: `features` [N, D] + `coords` [N, 2] level-0
 
 
 def load_items(source: str | Path, split: str | None = None, tasks: Sequence[str] | None = None
@@ -65,32 +68,10 @@ class SlideInputRef:
     path: Path
 
 
-INPUT_KINDS = (SLIDE_TOKENS, TILE_FEATURES)
-_SUFFIX_KIND = {".pt": SLIDE_TOKENS, ".h5": TILE_FEATURES}
-
-
-def candidate_paths(features_root: Path, image: str, kinds: Sequence[str] = INPUT_KINDS) -> list[Path]:
-    """Where an item's slide inputs may live, in the order they are tried.
-
-    `image` is as released ("TCGA-BRCA/<slide>.pt"). Tried: the released path itself, then our
-    features h5 beside it ("TCGA-BRCA/<slide>.h5"), then flat layouts ("<slide>.pt", "<slide>.h5"),
-    then the `features/` folder that `wsi-llava features --out DIR` writes ("features/<slide>.h5").
-    `kinds` keeps only slide tokens (.pt) and/or tile features (.h5).
-    """
-    slide = slide_id_from_image(image)
-    relative = Path(image)
-    paths = [features_root / relative, features_root / relative.with_suffix(".h5"),
-             features_root / f"{slide}.pt", features_root / f"{slide}.h5",
-             features_root / "features" / f"{slide}.h5"]
-    return [path for path in paths if _SUFFIX_KIND.get(path.suffix) in kinds]
-
-
-def find_slide_input(features_root: str | Path, image: str,
-                     kinds: Sequence[str] = INPUT_KINDS) -> SlideInputRef | None:
-    for path in candidate_paths(Path(features_root), image, kinds):
-        if path.is_file():
-            return SlideInputRef(_SUFFIX_KIND[path.suffix], path)
-    return None
+def find_slide_input_ref(features_root: str | Path, image: str,
+                         kinds: Sequence[str] = INPUT_KINDS) -> SlideInputRef | None:
+    path = find_slide_input(features_root, image, tuple(kinds))
+    return SlideInputRef(SUFFIX_KIND[path.suffix], path) if path else None
 
 
 @dataclass
@@ -120,13 +101,13 @@ def resolve_slide_inputs(items: Sequence[BenchItem], features_root: str | Path,
     found: dict[str, SlideInputRef | None] = {}
     for item in items:
         if item.image not in found:
-            found[item.image] = find_slide_input(root, item.image, kinds)
+            found[item.image] = find_slide_input_ref(root, item.image, kinds)
     missing = sorted(image for image, ref in found.items() if ref is None)
     kept = [item for item in items if found[item.image] is not None]
     resolved = ResolvedInputs(kept, {k: v for k, v in found.items() if v is not None}, missing,
                               len(items) - len(kept))
     if missing and not skip_missing:
-        examples = ", ".join(str(candidate_paths(root, image, kinds)[0]) for image in missing[:3])
+        examples = ", ".join(str(slide_input_candidates(root, image, tuple(kinds))[0]) for image in missing[:3])
         raise TrainingError(f"{len(missing)} slide(s) ({resolved.n_items_missing} item(s)) have no slide inputs "
                             f"under {root} (e.g. {examples}). Extract them (`wsi-llava features`), fix "
                             "the features root, or skip those items with --skip-missing-features.")

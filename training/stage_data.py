@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeling.errors import ModelError
+from modeling.slide_inputs import INPUT_KINDS, SLIDE_TOKENS, TILE_FEATURES
 from training.config import RunConfig
 from training.data import (
-    INPUT_KINDS,
-    SLIDE_TOKENS,
-    TILE_FEATURES,
     ReportPair,
     cross_task_leakage,
     load_items,

@@ -4,9 +4,8 @@ import json
 
 import pytest
 
+from modeling.slide_inputs import SLIDE_TOKENS, TILE_FEATURES
 from training.data import (
-    SLIDE_TOKENS,
-    TILE_FEATURES,
     cross_task_leakage,
     load_items,
     read_reports_file,
@@ -55,8 +54,7 @@ def test_resolve_slide_inputs_finds_pt_and_h5_and_reports_missing(bench, tmp_pat
     (root / "TCGA-BRCA").mkdir(parents=True)
     (root / "TCGA-BRCA" / f"{slide(0)}.pt").write_bytes(b"x")
     (root / f"{slide(1)}.h5").write_bytes(b"x")
-    (root / "features").mkdir()
-    (root / "features" / f"{slide(2)}.h5").write_bytes(b"x")
+    (root / "TCGA-BRCA" / f"{slide(2)}.h5").write_bytes(b"x")
     with pytest.raises(TrainingError, match=r"3 slide\(s\) \(3 item\(s\)\).*--skip-missing-features"):
         resolve_slide_inputs(items, root)
     resolved = resolve_slide_inputs(items, root, skip_missing=True)
