@@ -18,13 +18,14 @@ and the field. Usage:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from curation.atomic_io import atomic_write_text
 from curation.errors import CurationError
-from curation.wsi_bench_tasks import TaskSpec, resolve_task, task_name_from_path
+from curation.wsi_bench_tasks import TaskSpec, UnknownTaskError, resolve_task, task_name_from_path
 
 IMAGE_PLACEHOLDER = "<image>"
 
@@ -100,24 +101,41 @@ def _item(spec: TaskSpec, *, question_id, image, question, answer, source_task_n
 
 def parse_llava_records(records: list, source: str, task_name: str | None = None,
                         problems: list[str] | None = None) -> list[BenchItem]:
-    """LLaVA conversation records -> items. `task_name` defaults to the file stem of `source`.
+    """LLaVA conversation records -> items.
 
+    The task comes from a record's own `metadata` field when it has one (the combined release file
+    `WSI-Bench-train.json` mixes every task), else from `task_name`, else from the file stem of `source`.
     A malformed record raises `BenchFormatError`; when a `problems` list is given instead, its message
     is appended there and the record is skipped (the caller reports the count: nothing is lost silently).
     """
-    task_name = task_name or task_name_from_path(source)
-    spec = resolve_task(task_name)
     if not isinstance(records, list):
         raise BenchFormatError(f"{source}: a LLaVA conversation file must hold a JSON list of records.")
+    task_name = task_name or task_name_from_path(source)
+    file_spec: TaskSpec | None = None
     items = []
     for index, record in enumerate(records):
         try:
-            items.append(_parse_llava_record(record, index, spec, source, task_name))
+            if isinstance(record, dict) and isinstance(record.get("metadata"), str):
+                name, spec = record["metadata"], resolve_task(record["metadata"])
+            else:
+                if file_spec is None:
+                    file_spec = _file_task(task_name, source)
+                name, spec = task_name, file_spec
+            items.append(_parse_llava_record(record, index, spec, source, name))
         except BenchFormatError as exc:
             if problems is None:
                 raise
             problems.append(str(exc))
     return items
+
+
+def _file_task(task_name: str, source: str) -> TaskSpec:
+    try:
+        return resolve_task(task_name)
+    except UnknownTaskError as exc:
+        raise BenchFormatError(f"{source}: its records carry no `metadata` field and the file name does not name "
+                               f"a WSI-Bench task ({exc}) Rename the file to its task (e.g. Grading_test.json) "
+                               "or add `metadata` to each record.") from exc
 
 
 def _parse_llava_record(record, index: int, spec: TaskSpec, source: str, task_name: str) -> BenchItem:
@@ -206,11 +224,27 @@ def read_bench_file(path: str | Path, task_name: str | None = None,
     return parse_llava_records(records, str(path), task_name, problems)
 
 
-def _split_matches(path: Path, split: str | None) -> bool:
-    if split is None:
-        return True
-    stem = path.name.split(".")[0].lower()
-    return stem.endswith(f"_{split}") or f"-{split}" in stem
+# Released files whose names do not end in their split (the Hub dataset Lucas-yuc/WSI-Bench and the
+# WSI-LLaVA repository); every other file is `<task>_<split>.json[l]`.
+RELEASED_FILE_SPLITS = {
+    "WSI-Bench-train.json": "train",
+    "WSI-Bench-test.jsonl": "test",
+    "WSI-Bench-open-question.jsonl": "test",
+    "WSI-Bench-Report-only.jsonl": "test",
+}
+
+
+def file_split(name: str) -> str | None:
+    """The split a WSI-Bench file belongs to, from the release table or its `_<split>` suffix."""
+    base = Path(name).name
+    if base in RELEASED_FILE_SPLITS:
+        return RELEASED_FILE_SPLITS[base]
+    match = re.search(r"[_-]([A-Za-z]+)$", base.split(".")[0])
+    return match.group(1).lower() if match else None
+
+
+def _split_matches(path: Path | str, split: str | None) -> bool:
+    return split is None or file_split(str(path)) == split.lower()
 
 
 def bench_files(folder: str | Path, split: str | None = None) -> list[Path]:
@@ -223,8 +257,9 @@ def read_benchmark(source: str | Path, split: str | None = None, tasks: Sequence
                    revision: str | None = None, problems: list[str] | None = None) -> list[BenchItem]:
     """Items from a file, a folder of WSI-Bench files, or a Hub dataset id ("owner/name").
 
-    `split` keeps only files named `*_{split}.json[l]` (folders and Hub datasets); `tasks` keeps only
-    items whose task resolves to one of the given names (file stems, metadata values or task ids).
+    `split` keeps only that split's files (folders and Hub datasets; see `file_split`); `tasks` keeps only
+    items whose task resolves to one of the given names (file stems, metadata values or task ids). With a
+    `problems` list, malformed records are recorded there and skipped instead of raising.
     """
     path = Path(source)
     if path.is_file():
@@ -236,7 +271,7 @@ def read_benchmark(source: str | Path, split: str | None = None, tasks: Sequence
                                    + (f" for split {split!r}" if split else "") + " in this folder.")
         items = [item for f in files for item in read_bench_file(f, problems=problems)]
     elif _looks_like_hub_id(str(source)):
-        items = read_benchmark(_download_hub_dataset(str(source), revision), split=split, problems=problems)
+        items = read_benchmark(_download_hub_dataset(str(source), revision, split), split=split, problems=problems)
     else:
         raise BenchFormatError(f"{source}: neither an existing file/folder nor a Hub dataset id (owner/name).")
     if tasks:
@@ -250,13 +285,18 @@ def _looks_like_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "/"))
 
 
-def _download_hub_dataset(repo_id: str, revision: str | None) -> str:
-    from huggingface_hub import snapshot_download
+def _download_hub_dataset(repo_id: str, revision: str | None, split: str | None) -> str:
+    """Download only the dataset's WSI-Bench files of `split` (all of them without one)."""
+    from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        return snapshot_download(repo_id, repo_type="dataset", revision=revision,
-                                 allow_patterns=["*.json", "*.jsonl"])
+        names = HfApi().list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        wanted = [n for n in names if n.endswith((".json", ".jsonl")) and _split_matches(n, split)]
+        if not wanted:
+            raise BenchFormatError(f"Hub dataset {repo_id!r} has no WSI-Bench .json/.jsonl files"
+                                   + (f" for split {split!r}" if split else "") + f"; its files: {sorted(names)}.")
+        return snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=wanted)
     except RepositoryNotFoundError as exc:
         raise BenchFormatError(f"Hub dataset {repo_id!r} was not found (or is private: set HF_TOKEN).") from exc
     except (HfHubHTTPError, OSError) as exc:

@@ -138,3 +138,40 @@ def test_jsonl_with_unknown_metadata_is_an_error(tmp_path):
 def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(BenchFormatError, match="neither an existing file/folder nor a Hub dataset id"):
         read_benchmark(tmp_path / "nope" / "missing.json")
+
+
+def test_a_combined_file_takes_each_records_task_from_its_metadata(tmp_path):
+    path = tmp_path / "WSI-Bench-train.json"
+    staging = {**llava_record("a", "Stage?", "T2N0M0."), "metadata": "Stage"}
+    choice = {**llava_record("b", "Stage? A) T1 B) T2 C) T3 D) T4", "B"), "metadata": "Staging_choice"}
+    path.write_text(json.dumps([staging, choice]))
+    assert [i.task for i in read_benchmark(tmp_path, split="train")] == ["staging", "staging_choice"]
+    unnamed = tmp_path / "other" / "everything.json"
+    unnamed.parent.mkdir()
+    unnamed.write_text(json.dumps([llava_record("c", "Q?", "A.")]))
+    with pytest.raises(BenchFormatError, match="no `metadata` field and the file name does not name a WSI-Bench"):
+        read_bench_file(unnamed)
+
+
+@pytest.mark.parametrize("name, split", [
+    ("Grading_test.json", "test"), ("Staging_choice_train.json", "train"), ("WSI-Bench-test.jsonl", "test"),
+    ("WSI-Bench-open-question.jsonl", "test"), ("WSI-Bench-train.json", "train"), ("notes.json", None),
+])
+def test_file_split(name, split):
+    from curation.wsi_bench_files import file_split
+
+    assert file_split(name) == split
+
+
+def test_hub_dataset_downloads_only_the_requested_split(hub, tmp_path):
+    row = {"question_id": "Stage_x_1", "image": f"TCGA-BRCA/{SLIDE}.pt", "question": "Stage?", "T-answer": "T1.",
+           "metadata": "Stage"}
+    hub.state.upload("org/bench", {"WSI-Bench-open-question.jsonl": json.dumps(row) + "\n",
+                                   "WSI-Bench-train.json": json.dumps([{**llava_record("t", "Q?", "A."),
+                                                                        "metadata": "Grade"}])},
+                     repo_type="dataset")
+    items = read_benchmark("org/bench", split="test")
+    assert [(i.task, i.question_id) for i in items] == [("staging", "Stage_x_1")]
+    assert not any("WSI-Bench-train.json" in path for _, path in hub.requests if "resolve" in path)
+    with pytest.raises(BenchFormatError, match="no WSI-Bench .json/.jsonl files for split 'val'"):
+        read_benchmark("org/bench", split="val")
