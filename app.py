@@ -1,35 +1,157 @@
-"""WSI-LLaVA studio: the Gradio app. Run `python app.py` (http://127.0.0.1:7860).
+"""WSI-LLaVA studio: the Gradio app. Run `python app.py` (http://127.0.0.1:7860); `python app.py --help`
+lists every flag with its environment variable (`ui/app_config.py` holds the table).
 
-This first version is a landing page; the slide Q&A, curation review and metrics tabs arrive with
-their issues and are composed here.
+The tabs are composed in `tabs()` below, one line each. Nothing slow happens before the page is served:
+the model loads in a background thread (its status is shown on the Slide Q&A tab), the WSI-Bench
+examples are listed in another, and heavy libraries (torch, transformers) are imported where used.
+
+    python app.py --port 7861 --model wsi-llava-tiny-random --benchmark WSI-Bench/ --features-root WSIBench-pt/
 """
 
 from __future__ import annotations
 
-import argparse
+import logging
+import shutil
+import sys
+from typing import Callable
+
+from ui.app_config import AppConfig, AppConfigError, load_config
+
+log = logging.getLogger("wsi_llava.app")
+
+APP_CSS = """
+#qa-model-banner { border-left: 4px solid var(--color-accent); padding-left: 10px; }
+#qa-model-banner p { margin: 4px 0; }
+"""
+GRADIO_CACHE_MAX_AGE_S = 3600       # Gradio's own upload cache: checked and cleaned hourly
 
 
-def build_app():
+def build_services(config: AppConfig):
+    """The Slide Q&A services. Their background work (model loading, example and server-slide listing)
+    starts with `start_background(services)`."""
+    from curation.llm_client import LLMSettings
+    from evaluation.bench_examples import ExampleCatalog
+    from evaluation.judges import JudgeConfig
+    from evaluation.live_scoring import LiveScorer
+    from modeling.background import BackgroundTask
+    from modeling.model_manager import ModelManager, ModelSpec
+    from modeling.slide_sessions import SlideSessions
+    from modeling.upload_sandbox import UploadSandbox
+    from ui.errors import register_secret_env
+    from ui.qa_tab import QaServices, list_server_slides
+
+    register_secret_env(config.judge_api_key_env)
+    upload_root = config.upload_root()
+    sandbox = UploadSandbox(upload_root, config.max_upload_bytes, incoming_roots=[gradio_upload_folder()])
+    sandbox.discard_older_than(config.session_ttl_min * 60)     # left behind by an earlier process
+    models = ModelManager(ModelSpec(config.model, revision=config.model_revision, load_4bit=config.load_4bit,
+                                    device=config.device, convert_dir=config.model_cache,
+                                    slide_encoder=config.slide_encoder))
+    catalog = examples = None
+    if config.examples_enabled:
+        catalog = ExampleCatalog(config.benchmark, config.features_root, split=config.benchmark_split,
+                                 max_slides=config.max_examples)
+        examples = BackgroundTask("examples", catalog.load)
+    server_listing = None
+    if config.allowed_roots:
+        server_listing = BackgroundTask("server slides", lambda report: list_server_slides(config.allowed_roots,
+                                                                                            report))
+    if config.judge == "openai":
+        judge = JudgeConfig("openai", workers=1, llm=LLMSettings(
+            base_url=config.judge_base_url, model=config.judge_model, api_key_env=config.judge_api_key_env,
+            cache_path=config.judge_cache))
+    else:
+        judge = JudgeConfig("offline", embedding_model=config.judge_model)
+    return QaServices(config=config, models=models, sessions=SlideSessions(sandbox, config.session_ttl_min * 60),
+                      sandbox=sandbox, scorer=LiveScorer(judge), catalog=catalog, examples=examples,
+                      server_listing=server_listing)
+
+
+def start_background(services) -> None:
+    """Start loading the model (unless preloading is off) and listing examples and server slides."""
+    if services.config.preload:
+        services.models.start()
+    for task in (services.examples, services.server_listing):
+        if task is not None:
+            task.start()
+
+
+def gradio_upload_folder() -> str:
+    """Where Gradio stores uploads before a handler sees them (GRADIO_TEMP_DIR or <tmp>/gradio)."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
+def tabs(config: AppConfig, services) -> list[tuple[str, Callable[[], Callable | None]]]:
+    """(title, builder) per tab, in order. A builder draws its tab inside `gr.Tab(title)` and may return a
+    handler for `demo.unload` (per-session clean-up)."""
+    from ui.metrics_tab import build_metrics_tab
+    from ui.qa_tab import build_qa_tab
+    from ui.review_tab import build_review_tab
+
+    results = config.results_dir if config.results_dir.is_dir() else None
+    return [
+        ("Slide Q&A", lambda: build_qa_tab(services)),
+        ("Curation review", lambda: build_review_tab(config.review_store, config.users_file)),
+        ("Metrics", lambda: build_metrics_tab(results)),
+    ]
+
+
+def build_app(config: AppConfig, services=None, start: bool = True):
+    """The Blocks app; `services` default to `build_services(config)`. With `start`, their background work
+    starts now; `main` starts it once the server listens, so it never delays the first page."""
     import gradio as gr
 
-    with gr.Blocks(title="WSI-LLaVA studio") as demo:
-        gr.Markdown(
-            "# WSI-LLaVA studio\n"
-            "Slide Q&A with WSI-LLaVA, curation review of WSI-Bench VQA pairs and metric dashboards "
-            "are being built. Meanwhile the `wsi-llava` command line tiles slides and extracts tile "
-            "features (`wsi-llava --help`)."
-        )
+    services = services or build_services(config)
+    if start:
+        start_background(services)
+    with gr.Blocks(title="WSI-LLaVA studio", delete_cache=(GRADIO_CACHE_MAX_AGE_S, GRADIO_CACHE_MAX_AGE_S)) as demo:
+        gr.Markdown("# WSI-LLaVA studio\nAsk WSI-LLaVA about whole-slide images, review WSI-Bench VQA pairs and "
+                    "compare evaluation runs with the paper. Not for clinical use.")
+        unload_handlers = []
+        with gr.Tabs():
+            for title, build in tabs(config, services):
+                with gr.Tab(title, elem_id="tab-" + title.lower().replace(" ", "-").replace("&", "")):
+                    handler = build()
+                if handler is not None:
+                    unload_handlers.append(handler)
+        for handler in unload_handlers:
+            demo.unload(handler)
+    demo.services = services
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    args = parser.parse_args(argv)
-    build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
+def launch_kwargs(config: AppConfig) -> dict:
+    return {"server_name": config.host, "server_port": config.port, "share": config.share,
+            "max_file_size": config.max_upload_bytes, "css": APP_CSS, "show_error": True}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load_config(argv)                    # --help and bad values end here, before any heavy import
+    except AppConfigError as exc:
+        print(f"app.py: error: {exc}", file=sys.stderr)
+        return 2
+    from ui.errors import install_log_redaction, redact
+
+    install_log_redaction()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        demo = build_app(config, start=False)
+    except Exception as exc:  # a configuration the libraries refuse (bad judge settings, unwritable folders)
+        print(f"app.py: error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    try:
+        demo.launch(prevent_thread_lock=True, **launch_kwargs(config))
+        start_background(demo.services)
+        demo.block_thread()
+    finally:
+        demo.services.sessions.close_all()
+        if not config.upload_dir:                     # the temp folder made for this process
+            shutil.rmtree(demo.services.sandbox.root, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

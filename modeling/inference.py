@@ -102,6 +102,11 @@ class SlideChatSession:
     def device(self) -> torch.device:
         return self.model.get_input_embeddings().weight.device
 
+    def prepare(self) -> None:
+        """Encode the slide and run the prompt prefix now (the first question would do it lazily): the
+        prefix ids do not depend on the question, since `WsiLlavaProcessor.tokenize` splits at `<image>`."""
+        self._ensure_prefix(self._prompt_ids(""))
+
     def _prompt_ids(self, question: str) -> list[int]:
         ids, _ = self.processor.tokenize(self.processor.build_prompt(question, self.history))
         return ids

@@ -128,7 +128,12 @@ class ModelManager:
         self._demo = BackgroundTask("demo-model", lambda report: _load_demo(spec, report))
 
     def start(self) -> "ModelManager":
-        self._main.start()
+        """Start loading the configured model in the background."""
+        return self.begin(demo=False)
+
+    def begin(self, demo: bool = False) -> "ModelManager":
+        """Start loading the configured (or the demo) model unless it has started already."""
+        self._task(demo).start()
         return self
 
     def _task(self, demo: bool) -> BackgroundTask:

@@ -41,7 +41,8 @@ def radar_figure(runs: list[Run], metric: str, title: str):
         theta, r = [axis for axis, _ in kept], [value for _, value in kept]
         figure.add_trace(go.Scatterpolar(r=r + r[:1], theta=theta + theta[:1], fill="toself", name=label,
                                          opacity=0.6, mode="lines+markers"))
-    figure.update_layout(title=title, height=460, margin={"l": 60, "r": 60, "t": 60, "b": 40}, showlegend=True,
+    figure.update_layout(title=title, height=480, margin={"l": 120, "r": 120, "t": 70, "b": 50}, showlegend=True,
+                         legend={"orientation": "h", "y": -0.12},
                          polar={"radialaxis": {"range": [0, 1]},
                                 "angularaxis": {"categoryarray": data["axes"], "categoryorder": "array",
                                                 "type": "category"}})

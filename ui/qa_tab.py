@@ -1,0 +1,344 @@
+"""The Slide Q&A tab: load a slide (upload, DICOM folder, a slide on this server, a WSI-Bench example),
+see its overview with tissue and tiles, and chat with WSI-LLaVA about it; WSI-Bench answers are scored
+live against their reference.
+
+The work is done by `modeling` (model_manager, upload_sandbox, slide_service, slide_sessions) and
+`evaluation` (bench_examples, live_scoring); this module draws and wires, and turns every failure into
+a `gr.Error` with its real reason (`ui.errors`). Build it inside a `gr.Tab` with `QaServices` (app.py
+makes them); it returns the handler to register with `demo.unload`:
+
+    with gr.Tab("Slide Q&A"):
+        end_session = build_qa_tab(services)
+    demo.unload(end_session)
+
+State is per browser session (Gradio's `session_hash`), kept in `services.sessions`.
+"""
+
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from evaluation.bench_examples import ExampleCatalog
+from evaluation.live_scoring import LiveScorer
+from modeling.background import DONE, FAILED, BackgroundTask
+from modeling.model_manager import FAILED_STATE, LOADING, NOT_STARTED, READY, ModelManager
+from modeling.errors import ModelError
+from modeling.slide.errors import MppError, SlideError
+from modeling.slide.files import discover_slides
+from modeling.slide_service import PipelineSettings, Step, extract_inputs, tile_for_model
+from modeling.slide_sessions import (NoSlideError, SlideQaSession, SlideSessions, encode_slide_prefix, ensure_chat,
+                                     stream_pieces)
+from modeling.upload_sandbox import UPLOAD_SUFFIXES, UploadSandbox, confine, human_size
+from ui.app_config import AppConfig
+from ui.errors import redact, reports_errors, user_error
+from ui.qa_views import (banner_markdown, chat_messages, example_choices, examples_markdown, score_markdown,
+                         slide_markdown, turn_markdown)
+from ui.zerogpu import gpu
+
+# The GPU work, scheduled on ZeroGPU when present (a no-op elsewhere): pure functions whose results
+# the caller keeps, so they may run in another process.
+extract_on_gpu = gpu(duration=600)(extract_inputs)
+encode_on_gpu = gpu(duration=120)(encode_slide_prefix)
+stream_on_gpu = gpu(duration=300)(stream_pieces)
+
+
+@dataclass
+class QaServices:
+    config: AppConfig
+    models: ModelManager
+    sessions: SlideSessions
+    sandbox: UploadSandbox
+    scorer: LiveScorer
+    catalog: ExampleCatalog | None = None
+    examples: BackgroundTask | None = None        # catalog.load running in the background
+    server_listing: BackgroundTask | None = None  # list_server_slides(allowed roots) running in the background
+
+    def pipeline(self, mpp_override: float | None = None) -> PipelineSettings:
+        return PipelineSettings(tile_batch_size=self.config.tile_batch_size, tile_workers=self.config.tile_workers,
+                                mpp_override=mpp_override or None)
+
+    def ready_model(self, session: SlideQaSession):
+        """The session's model when it is loaded, else None (nothing waits)."""
+        if self.models.status(demo=session.use_demo).state == READY:
+            return self.models.get(demo=session.use_demo)
+        return None
+
+    def server_slides(self) -> list[tuple[str, str]]:
+        """The listed server slides as dropdown choices ([] until the listing is done)."""
+        if self.server_listing is None or self.server_listing.state != DONE:
+            return []
+        return self.server_listing.result()
+
+    @property
+    def listings_final(self) -> bool:
+        return all(task is None or task.state in (DONE, FAILED) for task in (self.examples, self.server_listing))
+
+
+def list_server_slides(roots, report=lambda phase: None) -> list[tuple[str, str]]:
+    """(label, path) of the slides under `roots` (files and DICOM folders, recursively)."""
+    choices = []
+    for root in roots:
+        report(f"listing slides in {root}")
+        for slide in discover_slides([root], recursive=True).slides:
+            choices.append((f"{root.name}/{slide.path.relative_to(root)}", str(slide.path)))
+    return choices
+
+
+def _progress(progress, start: float, end: float):
+    return lambda fraction, message: progress(start + (end - start) * fraction, desc=message)
+
+
+def build_qa_tab(services: QaServices):
+    config = services.config
+    models, sessions, sandbox = services.models, services.sessions, services.sandbox
+
+    with gr.Row():
+        banner = gr.Markdown(lambda: banner_markdown(models.status(), config), elem_id="qa-model-banner")
+        use_demo = gr.Button("Use the untrained demo model", visible=False, variant="secondary", scale=0,
+                             elem_id="qa-use-demo")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label=f"Upload a slide (up to {human_size(config.max_upload_bytes)}; DICOM, MIRAX or "
+                                   "VMS as a .zip)", file_types=list(UPLOAD_SUFFIXES), elem_id="qa-upload")
+            with gr.Accordion("Upload a DICOM folder", open=False):
+                upload_folder = gr.File(label="DICOM WSI folder", file_count="directory", elem_id="qa-upload-folder")
+            mpp = gr.Number(label="Microns per pixel, only for slides without resolution metadata (0: from the slide)",
+                            value=0, minimum=0, elem_id="qa-mpp")
+            example = gr.Dropdown(label="Or a WSI-Bench example (released slide tokens)",
+                                  choices=example_choices(services), value=None, allow_custom_value=True,
+                                  elem_id="qa-example")   # the list may arrive after the page: checked here
+            examples_status = gr.Markdown(lambda: examples_markdown(services), elem_id="qa-examples-status")
+            server_slide = gr.Dropdown(label="Or a slide on this server", choices=services.server_slides(),
+                                       value=None, allow_custom_value=True, visible=bool(config.allowed_roots),
+                                       elem_id="qa-server-slide")
+        with gr.Column(scale=1):
+            thumbnail = gr.Image(label="Overview: tissue (green), holes (orange), tiles (blue)", type="pil",
+                                 format="png", interactive=False, height=420, elem_id="qa-thumbnail")
+            slide_info = gr.Markdown("No slide yet.", elem_id="qa-slide-info")
+    with gr.Row():
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(label="Conversation about the slide", height=420, elem_id="qa-chat")
+            with gr.Row():
+                question = gr.Textbox(label="Question", placeholder="What is the histological type of this tumor?",
+                                      scale=4, lines=2, elem_id="qa-question")
+                ask_button = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-ask")
+            turn_status = gr.Markdown(elem_id="qa-turn-status")
+            with gr.Row():
+                new_chat = gr.Button("New conversation (same slide)", size="sm", elem_id="qa-new-conversation")
+            with gr.Accordion("Generation settings", open=False):
+                temperature = gr.Slider(0.0, 1.5, value=config.temperature, step=0.05,
+                                        label="Temperature (0 = greedy; official 0.2)", elem_id="qa-temperature")
+                max_new_tokens = gr.Slider(8, 2048, value=config.max_new_tokens, step=8, label="Max new tokens",
+                                           elem_id="qa-max-new-tokens")
+        with gr.Column(scale=2):
+            bench_question = gr.Dropdown(label="WSI-Bench question of this example", choices=[], value=None,
+                                         elem_id="qa-bench-question")
+            reference = gr.Markdown(elem_id="qa-reference")
+            score = gr.Markdown(elem_id="qa-score")
+    timer = gr.Timer(1.0)
+
+    slide_outputs = [thumbnail, slide_info, chatbot, bench_question, reference, score, turn_status]
+
+    def session_of(request: gr.Request) -> SlideQaSession:
+        return sessions.get(request.session_hash)
+
+    def cleared(session: SlideQaSession, image, note: str, bench=None):
+        bench = bench if bench is not None else gr.update(choices=[], value=None)
+        return image, slide_markdown(session, note), [], bench, "", "", ""
+
+    def failure_noted(flow, name: str, public=lambda text: text):
+        """`flow`'s outputs; on failure the slide panel says why too (then the error goes up as a toast)."""
+        try:
+            yield from flow
+        except Exception as exc:
+            reason = html.escape(public(redact(str(exc))), quote=False)
+            yield None, f"**Could not load {name}:** {reason}", [], gr.update(choices=[], value=None), "", "", ""
+            raise
+
+    def slide_file_flow(session: SlideQaSession, path: Path, name: str, source: str, mpp_value, progress):
+        settings = services.pipeline(mpp_value)
+        with session.lock:
+            session.clear_slide()
+            yield cleared(session, None, f"Opening **{name}** …")
+            loaded = services.ready_model(session)
+            try:
+                tiled = tile_for_model(path, loaded.model.config if loaded else None, settings,
+                                       _progress(progress, 0, .2))
+            except MppError as exc:
+                raise MppError(f"{exc} In this app: enter the slide's microns per pixel in the field on the left, "
+                               "then load the slide again.") from exc
+            session.set_tiled(name, source, tiled)
+            if loaded is None:
+                yield cleared(session, tiled.overview, "Tiled. The model is not ready (see above): tile features and "
+                                                       "the slide encoding run when the first question is asked.")
+                return
+            yield cleared(session, tiled.overview, "Extracting tile features …")
+            ensure_chat(session, loaded, settings, _progress(progress, .2, 1.0), extract_on_gpu, encode_on_gpu)
+            yield cleared(session, tiled.overview, "**Ready:** ask a question about this slide.")
+
+    def uploaded_flow(session: SlideQaSession, path: Path, name: str, mpp_value, progress):
+        """The slide flow for an upload, its outputs plus a cleared file input; our paths never shown."""
+        try:
+            flow = slide_file_flow(session, path, name, "uploaded", mpp_value, progress)
+            for outputs in failure_noted(flow, name, sandbox.public_message):
+                yield *outputs, None
+        except (SlideError, ModelError) as exc:
+            raise type(exc)(sandbox.public_message(str(exc))) from exc
+
+    @reports_errors
+    def upload_slide(file, mpp_value, request: gr.Request, progress=gr.Progress()):
+        if not file:
+            return
+        session = session_of(request)
+        path = sandbox.accept(session.session_id, file)
+        yield from uploaded_flow(session, path, path.name, mpp_value, progress)
+
+    @reports_errors
+    def upload_dicom_folder(files, mpp_value, request: gr.Request, progress=gr.Progress()):
+        if not files:
+            return
+        session = session_of(request)
+        folder = sandbox.accept_folder(session.session_id, files)
+        yield from uploaded_flow(session, folder, "DICOM folder", mpp_value, progress)
+
+    @reports_errors
+    def pick_server_slide(choice, mpp_value, request: gr.Request, progress=gr.Progress()):
+        if not choice:
+            return
+        path = confine(choice, config.allowed_roots, what="slide")
+        flow = slide_file_flow(session_of(request), path, path.name, "server", mpp_value, progress)
+        yield from failure_noted(flow, path.name)
+
+    @reports_errors
+    def pick_example(slide_id, request: gr.Request, progress=gr.Progress()):
+        if not slide_id:
+            return
+        if services.examples is None or services.examples.state != DONE:
+            raise user_error(examples_markdown(services), title="WSI-Bench examples")
+        chosen = services.catalog.get(slide_id)
+        yield from failure_noted(example_flow(session_of(request), chosen, progress), chosen.slide_id)
+
+    def example_flow(session: SlideQaSession, chosen, progress):
+        from modeling.slide_inputs import load_slide_inputs
+
+        with session.lock:
+            session.clear_slide()
+            yield cleared(session, None, f"Loading the released features of **{chosen.slide_id}** …")
+            started = time.monotonic()
+            progress(0.1, desc="fetching the released slide tokens")
+            inputs = load_slide_inputs(services.catalog.features_file(chosen))
+            session.set_inputs(chosen.slide_id, "WSI-Bench example", inputs, chosen,
+                               [Step("released features", time.monotonic() - started, chosen.features_ref)])
+            loaded = services.ready_model(session)
+            if loaded is not None:
+                ensure_chat(session, loaded, services.pipeline(), _progress(progress, .3, 1.0), extract_on_gpu,
+                            encode_on_gpu)
+            bench = gr.update(choices=[(chosen.question_label(i), i) for i in range(len(chosen.items))], value=None)
+            yield cleared(session, None, "**Ready:** pick a WSI-Bench question (its reference answer is shown and "
+                                         "the model's answer scored) or ask your own.", bench)
+
+    @reports_errors
+    def pick_bench_question(index, request: gr.Request):
+        session = session_of(request)
+        if index is None or session.example is None:
+            return gr.update(), "", ""
+        if not isinstance(index, int) or not 0 <= index < len(session.example.items):
+            raise user_error(f"{index!r} is not a question of {session.example.slide_id}.", "WSI-Bench examples")
+        item = session.example.items[index]
+        session.bench_item = item
+        return (item.question, f"**Reference answer** ({item.task}, WSI-Bench `{item.question_id}`)\n\n{item.answer}",
+                "_Ask this question: the answer is scored against the reference._")
+
+    def wait_for_model(session: SlideQaSession, progress):
+        models.begin(demo=session.use_demo)
+        while (status := models.status(demo=session.use_demo)).state in (LOADING, NOT_STARTED):
+            progress(None, desc=f"waiting for the model: {redact(status.detail)} ({status.elapsed_s:.0f} s)")
+            time.sleep(0.5)
+        return models.get(demo=session.use_demo)
+
+    @reports_errors
+    def ask(text, temperature_value, max_tokens_value, request: gr.Request, progress=gr.Progress()):
+        from modeling.inference import GenerationSettings
+
+        text = (text or "").strip()
+        if not text:
+            raise user_error("Type a question first.")
+        session = session_of(request)
+        if not session.has_slide:
+            raise NoSlideError("No slide yet: upload a slide, pick a slide on this server or a WSI-Bench example.")
+        settings = GenerationSettings(temperature=float(temperature_value), max_new_tokens=int(max_tokens_value))
+        with session.lock:
+            loaded = wait_for_model(session, progress)
+            mpp_value = session.tiled.mpp_override if session.tiled else None
+            ensure_chat(session, loaded, services.pipeline(mpp_value), _progress(progress, 0, 1.0), extract_on_gpu,
+                        encode_on_gpu)
+            history, answer = session.history(), ""
+            yield chat_messages(history, (text, "")), "", f"Answering question {len(history) + 1} …"
+            for piece in session.stream(text, settings, generate=stream_on_gpu):
+                answer += piece
+                yield chat_messages(history, (text, answer)), "", gr.skip()
+            yield chat_messages(session.history()), "", turn_markdown(session)
+
+    @reports_errors
+    def score_answer(request: gr.Request):
+        session = session_of(request)
+        item, history = session.bench_item, session.history()
+        if item is None or not history:
+            return ""
+        asked, answer = history[-1]
+        if asked.strip() != item.question.strip():
+            return "_Not scored: the last question is not the selected WSI-Bench question._"
+        return score_markdown(services.scorer.score(item, answer))
+
+    @reports_errors
+    def new_conversation(request: gr.Request):
+        session = session_of(request)
+        with session.lock:
+            session.new_conversation()
+        return [], "", ""
+
+    @reports_errors
+    def accept_demo(request: gr.Request, progress=gr.Progress()):
+        session = session_of(request)
+        progress(None, desc="building the untrained demo model")
+        models.wait(demo=True)
+        with session.lock:
+            session.use_demo = True
+            session.chat = session.chat_model = None      # rebuilt on the demo model at the next question
+        return banner_markdown(models.status(demo=True), config), gr.update(visible=False)
+
+    def refresh(request: gr.Request):
+        session = sessions.peek(request.session_hash)
+        demo = bool(session and session.use_demo)
+        status = models.status(demo=demo)
+        listed = services.listings_final
+        final = status.state in (READY, FAILED_STATE) and listed
+        examples = gr.update(choices=example_choices(services)) if listed else gr.skip()
+        server = gr.update(choices=services.server_slides()) if listed else gr.skip()
+        return (banner_markdown(status, config), gr.update(visible=status.state == FAILED_STATE and not demo),
+                examples_markdown(services), examples, server, gr.Timer(active=not final))
+
+    def end_session(request: gr.Request):
+        sessions.end(request.session_hash)
+
+    gpu_queue = {"concurrency_limit": 1, "concurrency_id": "gpu"}
+    on_slide = {"show_progress_on": [thumbnail], **gpu_queue}     # the slide panel stays readable
+    upload.upload(upload_slide, [upload, mpp], [*slide_outputs, upload], api_name="upload_slide", **on_slide)
+    upload_folder.upload(upload_dicom_folder, [upload_folder, mpp], [*slide_outputs, upload_folder],
+                         api_name="upload_dicom_folder", **on_slide)
+    server_slide.input(pick_server_slide, [server_slide, mpp], slide_outputs, api_name="pick_server_slide",
+                       **on_slide)
+    example.input(pick_example, [example], slide_outputs, api_name="pick_example", **on_slide)
+    bench_question.input(pick_bench_question, [bench_question], [question, reference, score],
+                         api_name="pick_bench_question")
+    asked = gr.on([ask_button.click, question.submit], ask, [question, temperature, max_new_tokens],
+                  [chatbot, question, turn_status], api_name="ask", show_progress_on=[chatbot], **gpu_queue)
+    asked.success(score_answer, None, score, api_name="score_answer")
+    new_chat.click(new_conversation, None, [chatbot, score, turn_status], api_name="new_conversation")
+    use_demo.click(accept_demo, None, [banner, use_demo], api_name="use_demo_model")
+    timer.tick(refresh, None, [banner, use_demo, examples_status, example, server_slide, timer],
+               api_name="refresh_status", concurrency_limit=None, show_progress="hidden")
+    return end_session
