@@ -1,0 +1,147 @@
+"""The review tab's logic without a server: the local users file (salted PBKDF2, its command line), sign-in
+checks and throttling, Hugging Face sign-in mapping, and the pure helpers (highlighting, MCQ options,
+edits, queue navigation, thumbnails confined to their folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from curation.review_status import ReviewInputError
+from curation.review_store import ReviewStore
+from curation.review_users import UsersFile, UsersFileError, main
+from tests.curation.conftest import imported_pair
+from ui.review_flow import Draft, PairState, edit_fields, next_pair_id, reload_keeping_draft
+from ui.review_render import highlight, parse_options, thumbnail_path
+from ui.review_session import (
+    MAX_FAILURES,
+    FailureLog,
+    ReviewSettings,
+    SignInError,
+    huggingface_sign_in,
+    password_sign_in,
+)
+
+
+def test_users_file_keeps_salted_hashes_only(tmp_path):
+    path = tmp_path / "users.json"
+    users = UsersFile.load(path, missing_ok=True)
+    users.set_password("ann", "correct horse", iterations=1000)
+    users.set_password("bob", "correct horse", iterations=1000)
+    users.save()
+    text = path.read_text()
+    assert "correct horse" not in text and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    entries = json.loads(text)["users"]
+    assert entries["ann"]["salt"] != entries["bob"]["salt"] and entries["ann"]["hash"] != entries["bob"]["hash"]
+    loaded = UsersFile.load(path)
+    assert loaded.verify("ann", "correct horse") and not loaded.verify("ann", "wrong horse")
+    assert not loaded.verify("nobody", "correct horse")
+    with pytest.raises(UsersFileError, match="already in"):
+        loaded.set_password("ann", "another password")
+    with pytest.raises(UsersFileError, match="at least 8 characters"):
+        loaded.set_password("cat", "short")
+    with pytest.raises(UsersFileError, match="annotator name '../x'"):
+        loaded.set_password("../x", "long enough password")
+    path.write_text('{"users": {}}')
+    with pytest.raises(UsersFileError, match=f"users file {path} is not a"):
+        UsersFile.load(path)
+
+
+def test_users_command_line(tmp_path, monkeypatch, capsys):
+    path = str(tmp_path / "users.json")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("a long password\n"))
+    assert main(["--users-file", path, "add", "ann", "--password-stdin", "--iterations", "1000"]) == 0
+    assert main(["--users-file", path, "list"]) == 0 and capsys.readouterr().out.strip().endswith("ann")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("a long password\n"))
+    assert main(["--users-file", path, "add", "ann", "--password-stdin"]) == 1
+    assert "pass --replace" in capsys.readouterr().err
+    assert main(["--users-file", path, "remove", "ann"]) == 0 and UsersFile.load(path).users == {}
+
+
+@pytest.fixture
+def store_with_ann(tmp_path):
+    store = ReviewStore.open(str(tmp_path / "store.sqlite"))
+    store.save_imported([imported_pair(0)], "logic")
+    store.add_annotator("lead", role="lead")
+    store.add_annotator("ann", actor="lead")
+    yield store
+    store.close()
+
+
+def test_password_sign_in_checks_the_list_the_store_and_throttles(store_with_ann, tmp_path):
+    users = UsersFile.load(tmp_path / "users.json", missing_ok=True)
+    for name in ("ann", "zed"):
+        users.set_password(name, f"{name} password", iterations=1000)
+    users.save()
+    settings = ReviewSettings("unused.sqlite", users_file=str(users.path))
+    failures = FailureLog()
+    session = password_sign_in(settings, store_with_ann, "ann", "ann password", failures)
+    assert (session.name, session.role, session.via) == ("ann", "annotator", "password")
+    with pytest.raises(SignInError, match="zed signed in with a password, but is not an annotator"):
+        password_sign_in(settings, store_with_ann, "zed", "zed password", failures)
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(SignInError, match="Wrong name or password"):
+            password_sign_in(settings, store_with_ann, "ann", "guess", failures)
+    with pytest.raises(SignInError, match="Too many failed sign-ins for ann"):
+        password_sign_in(settings, store_with_ann, "ann", "ann password", failures)
+    with pytest.raises(SignInError, match="No users file is configured"):
+        password_sign_in(ReviewSettings("unused.sqlite"), store_with_ann, "ann", "ann password", failures)
+
+
+def test_hugging_face_sign_in_maps_the_username_to_the_store(store_with_ann, monkeypatch):
+    assert huggingface_sign_in(store_with_ann, "lead").is_lead
+    with pytest.raises(SignInError, match="Sign in with Hugging Face first"):
+        huggingface_sign_in(store_with_ann, None)
+    with pytest.raises(SignInError, match="mallory signed in with Hugging Face, but is not an annotator"):
+        huggingface_sign_in(store_with_ann, "mallory")
+    monkeypatch.delenv("SYSTEM", raising=False)
+    assert not ReviewSettings("s.sqlite").wants_huggingface
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "client-id")
+    assert ReviewSettings("s.sqlite").wants_huggingface
+    assert not ReviewSettings("s.sqlite", sign_in="password").wants_huggingface
+    with pytest.raises(SignInError, match="sign_in must be one of"):
+        ReviewSettings("s.sqlite", sign_in="anonymous")
+
+
+def test_highlight_merges_and_clips_spans():
+    assert highlight("abcdefgh", [(5, 7), (1, 3), (2, 4), (6, 99)], "g") == [
+        ("a", None), ("bcd", "g"), ("e", None), ("fgh", "g")]
+    assert highlight("abc", [], "g") == [("abc", None)]
+
+
+def test_edits_send_only_changed_fields_and_check_choice_answers():
+    state = PairState(1, 3, "Which grade?", {"A": "1", "B": "2"}, "A", False)
+    assert edit_fields(state, Draft("Which grade?", "A) 1\nB) 2", "B")) == {"answer": "B"}
+    assert edit_fields(state, Draft("Which grade?", "A) 1\nB) two", "A")) == {"options": {"A": "1", "B": "two"}}
+    with pytest.raises(ReviewInputError, match="one option letter"):
+        edit_fields(state, Draft("Which grade?", "A) 1\nB) 2", "C"))
+    with pytest.raises(ReviewInputError, match="Nothing was edited"):
+        edit_fields(state, Draft("Which grade? ", "A) 1\nB. 2", "A"))
+    with pytest.raises(ReviewInputError, match="line 2"):
+        parse_options("A) 1\nsecond")
+    kept = reload_keeping_draft(_view(state), state, Draft("Which grade?", "A) 1\nB) 2", "B"))
+    assert kept[1].answer == "B" and kept[2]
+    assert next_pair_id([3, 5, 9], 5) == 9 and next_pair_id([3, 5, 9], 9) == 3
+    assert next_pair_id([3, 5, 9], 4) == 5 and next_pair_id([3, 5, 9], 4, -1) == 3 and next_pair_id([], 1) is None
+
+
+def _view(state: PairState):
+    class View:
+        pair_id, version, question, options, answer, can_undo = (state.pair_id, state.version + 1, state.question,
+                                                                  state.options, state.answer, False)
+    return View()
+
+
+def test_thumbnails_never_leave_their_folder(tmp_path):
+    (tmp_path / "thumbs").mkdir()
+    (tmp_path / "thumbs" / "S1.png").write_bytes(b"png")
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    (tmp_path / "thumbs" / "S2.png").symlink_to(tmp_path / "secret.png")
+    root = str(tmp_path / "thumbs")
+    assert thumbnail_path(root, "S1").endswith("S1.png")
+    assert thumbnail_path(root, "S2") is None and thumbnail_path(root, "../secret") is None
+    assert thumbnail_path(None, "S1") is None
