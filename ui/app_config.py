@@ -104,7 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("benchmark", "WSI_LLAVA_BENCHMARK", "--benchmark", "Lucas-yuc/WSI-Bench", _optional,
             "WSI-Bench files for the examples: a folder, a file or a Hub dataset id (empty: no examples)"),
     Setting("benchmark_split", "WSI_LLAVA_BENCHMARK_SPLIT", "--benchmark-split", "test", _optional,
-            "keep only *_<split>.json[l] benchmark files (empty: all)"),
+            "keep only that split's benchmark files: *_<split>.json[l] and the released names, e.g. WSI-Bench-open-question.jsonl is test (empty: all)"),
     Setting("features_root", "WSI_LLAVA_FEATURES_ROOT", "--features-root", "Lucas-yuc/WSIBench-pt", _optional,
             "released slide tokens (.pt) / features (.h5) of the examples: a folder or a Hub dataset id"),
     Setting("max_examples", "WSI_LLAVA_MAX_EXAMPLES", "--max-examples", "100", _positive(int),
