@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Sequence
 
-from curation.pair_checks import CheckSettings, CheckSources, PairDraft, failed_names, neighbour_text, run_checks
+from curation.pair_checks import (
+    CheckSettings,
+    CheckSources,
+    PairDraft,
+    failed_names,
+    neighbour_text,
+    run_checks,
+)
 from curation.pair_records import pair_uid, split_choice_question
 from curation.step_runner import StepSummary
 from curation.wsi_bench_files import BenchItem, read_benchmark

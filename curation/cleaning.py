@@ -14,7 +14,12 @@ from curation.errors import CurationError
 from curation.llm_client import LLMClient
 from curation.llm_types import LLMFailure, LLMResult
 from curation.prompts import cleaning as cleaning_prompt
-from curation.report_sections import PARSER_VERSION, CleanedReport, Segment, parse_sections
+from curation.report_sections import (
+    PARSER_VERSION,
+    CleanedReport,
+    Segment,
+    parse_sections,
+)
 from curation.step_runner import LLMJob, StepSummary, estimate_jobs, run_jobs
 from curation.text_spans import SourceText
 

@@ -18,11 +18,23 @@ from typing import Sequence
 
 from curation.llm_client import LLMClient
 from curation.llm_types import LLMFailure, LLMResult
-from curation.pair_checks import CheckSettings, CheckSources, PairDraft, failed_names, neighbour_text, run_checks
+from curation.pair_checks import (
+    CheckSettings,
+    CheckSources,
+    PairDraft,
+    failed_names,
+    neighbour_text,
+    run_checks,
+)
 from curation.pair_records import llava_record, pair_uid, render_question
 from curation.prompts import vqa
 from curation.step_runner import LLMJob, StepSummary, estimate_jobs, run_jobs
-from curation.store_pipeline import CleaningInfo, EnrichmentInfo, ReportInfo, ihc_context
+from curation.store_pipeline import (
+    CleaningInfo,
+    EnrichmentInfo,
+    ReportInfo,
+    ihc_context,
+)
 from curation.wsi_bench_tasks import TASKS, TASKS_BY_ID, resolve_task
 
 

@@ -17,10 +17,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from curation.pair_records import LETTERS, render_question
 from curation.errors import CurationError
+from curation.pair_records import LETTERS, render_question
 from curation.prompts.vqa import TASK_RULES
-from curation.text_spans import content_words, coverage, normalize, similarity, source_text
+from curation.text_spans import (
+    content_words,
+    coverage,
+    normalize,
+    similarity,
+    source_text,
+)
 from curation.wsi_bench_tasks import TASKS_BY_ID, AnswerFormat
 
 CHECK_NAMES = ("schema", "mcq", "grounded", "diagnosis_leak", "near_duplicate")

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from curation.errors import CurationError
+from curation.jsonl_lines import iter_jsonl
 from curation.wsi_bench_files import patient_id_from_slide, slide_id_from_image
 
 SLIDE_COLUMNS = ("slide_id", "slide", "image", "patient_filename", "filename", "id")
@@ -89,15 +89,10 @@ def report_from_row(row: dict, where: str) -> Report:
 
 
 def _rows_jsonl(path: Path) -> Iterable[tuple[str, object]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ReportFormatError(f"{where}: not valid JSON ({exc.msg}).") from exc
+    for line in iter_jsonl(path):
+        if line.error:
+            raise ReportFormatError(f"{path}:{line.number}: {line.error}.")
+        yield f"{path}:{line.number}", line.value
 
 
 def _rows_csv(path: Path) -> Iterable[tuple[str, object]]:

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 from curation.pair_checks import neighbour_text
 from curation.reports import Report
 from curation.store_db import Database
-from curation.store_schema import AuditEntry, CleaningRow, EnrichmentRow, GenerationJob, PairRow, ReportRow
+from curation.store_schema import (
+    AuditEntry,
+    CleaningRow,
+    EnrichmentRow,
+    GenerationJob,
+    PairRow,
+    ReportRow,
+)
 
 DONE_JOB_STATUSES = ("ok", "skipped")
 

@@ -36,7 +36,14 @@ from curation.review_views import (
     iso,
 )
 from curation.store_db import Database
-from curation.store_schema import Annotator, Assignment, AuditEntry, Meta, PairRow, ReviewRow
+from curation.store_schema import (
+    Annotator,
+    Assignment,
+    AuditEntry,
+    Meta,
+    PairRow,
+    ReviewRow,
+)
 
 ROLES = ("annotator", "lead")
 

@@ -25,7 +25,13 @@ from typing import Iterable, Sequence
 
 from curation.atomic_io import atomic_write_text
 from curation.errors import CurationError
-from curation.wsi_bench_tasks import TaskSpec, UnknownTaskError, resolve_task, task_name_from_path
+from curation.jsonl_lines import iter_jsonl
+from curation.wsi_bench_tasks import (
+    TaskSpec,
+    UnknownTaskError,
+    resolve_task,
+    task_name_from_path,
+)
 
 IMAGE_PLACEHOLDER = "<image>"
 
@@ -191,16 +197,12 @@ def _parse_official_row(row, index: int, source: str) -> BenchItem:
                                 {"from": "gpt", "value": answer}])
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def read_jsonl(path: str | Path) -> list:
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise BenchFormatError(f"{path}: line {number} is not valid JSON ({exc.msg}).") from exc
+    for line in iter_jsonl(path):
+        if line.error:
+            raise BenchFormatError(f"{path}: line {line.number} is {line.error}.")
+        rows.append(line.value)
     return rows
 
 

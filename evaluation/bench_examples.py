@@ -103,7 +103,9 @@ class ExampleCatalog:
         return list(self._examples.values())
 
     def _local_finder(self):
-        from modeling.slide_inputs import slide_input_candidates   # imports torch: not at app start-up
+        from modeling.slide_inputs import (
+            slide_input_candidates,  # imports torch: not at app start-up
+        )
 
         root = Path(self.features)
         if not root.is_dir():

@@ -11,6 +11,8 @@ import os
 import threading
 from pathlib import Path
 
+from curation.jsonl_lines import iter_jsonl
+
 
 class JournalWriter:
     """Append one JSON line per call, flushed at once; safe to call from several threads."""
@@ -53,17 +55,9 @@ def read_journal(path: str | Path) -> tuple[list[dict], int]:
     if not path.is_file():
         return [], 0
     rows, bad = [], 0
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-            else:
-                bad += 1
+    for line in iter_jsonl(path):
+        if line.error is None and isinstance(line.value, dict):
+            rows.append(line.value)
+        else:
+            bad += 1
     return rows, bad

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from curation.errors import CurationError
+from curation.jsonl_lines import iter_jsonl
 from curation.wsi_bench_tasks import TaskSpec, resolve_task
 from evaluation.errors import PredictionFormatError
 
@@ -91,19 +92,13 @@ def read_prediction_rows(path: Path, problems: list[str]) -> list[tuple[str, dic
         raise PredictionFormatError(f"{path}: no such predictions file.")
     if path.suffix == ".jsonl":
         rows = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(f"{path}:{number}: not valid JSON ({exc.msg}); line skipped")
-                    continue
-                if not isinstance(row, dict):
-                    problems.append(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-                    continue
-                rows.append((f"{path}:{number}", row))
+        for line in iter_jsonl(path):
+            if line.error:
+                problems.append(f"{path}:{line.number}: {line.error}; line skipped")
+            elif not isinstance(line.value, dict):
+                problems.append(f"{path}:{line.number}: expected a JSON object, got {type(line.value).__name__}")
+            else:
+                rows.append((f"{path}:{line.number}", line.value))
         return rows
     if path.suffix != ".json":
         raise PredictionFormatError(f"{path}: expected a .jsonl or .json predictions file.")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from curation.jsonl_lines import iter_jsonl
 from evaluation.claim_scores import MetricResult
 from evaluation.errors import SchemaError
 
@@ -114,15 +115,10 @@ def load_scores(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise SchemaError(f"{path}: no such scores file (run `wsi-llava evaluate score` first).")
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{path}:{number}: not valid JSON ({exc.msg}).") from exc
-            rows.append(validate_score_row(row, f"{path}:{number}"))
+    for line in iter_jsonl(path):
+        if line.error:
+            raise SchemaError(f"{path}:{line.number}: {line.error}.")
+        rows.append(validate_score_row(line.value, f"{path}:{line.number}"))
     return rows
 
 

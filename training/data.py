@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.errors import CurationError
+from curation.jsonl_lines import iter_jsonl
 from curation.wsi_bench_files import (
     BenchItem,
     patient_id_from_slide,
@@ -38,7 +38,6 @@ from modeling.slide_inputs import (  # released .pt slide tokens and our feature
     slide_input_candidates,
 )
 from training.errors import TrainingError
-
 
 
 def load_items(source: str | Path, split: str | None = None, tasks: Sequence[str] | None = None
@@ -137,12 +136,10 @@ def read_reports_file(path: str | Path) -> list[ReportPair]:
         raise TrainingError(f"reports file {path} does not exist.")
     if path.suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise TrainingError(f"{path}: line {number} is not valid JSON ({exc.msg}).") from exc
+        for line in iter_jsonl(path):
+            if line.error:
+                raise TrainingError(f"{path}: line {line.number} is {line.error}.")
+            rows.append(line.value)
     elif path.suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
