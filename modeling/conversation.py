@@ -77,10 +77,11 @@ def get_template(name: str) -> ConversationTemplate:
 
 
 def normalize_image_placeholder(message: str) -> str:
-    """LLaVA's `preprocess_multimodal`: a message holding `<image>` becomes "<image>\\n" + the rest, stripped."""
+    """LLaVA's `preprocess_multimodal`: a message holding `<image>` becomes "<image>\\n" + the rest, stripped
+    (an image-only message is just "<image>")."""
     if IMAGE_PLACEHOLDER not in message:
         return message
-    return IMAGE_PLACEHOLDER + "\n" + message.replace(IMAGE_PLACEHOLDER, "").strip()
+    return (IMAGE_PLACEHOLDER + "\n" + message.replace(IMAGE_PLACEHOLDER, "").strip()).strip()
 
 
 def messages_from_turns(turns: Sequence[dict]) -> list[str]:

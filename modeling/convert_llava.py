@@ -25,7 +25,8 @@ from pathlib import Path
 from modeling.errors import ModelError
 
 SLIDE_ENCODERS = ("prov-gigapath",)   # --slide-encoder choices (Prov-GigaPath is what WSI-LLaVA used)
-_SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.bin", "tokenizer.model"]
+# Hub files a conversion needs besides the model weights: configs, tokenizer, LoRA adapter, projector.
+_SNAPSHOT_PATTERNS = ["*.json", "tokenizer.model", "adapter_model.*", "non_lora_trainables.bin", "mm_projector.bin"]
 
 
 def fetch_folder(source: str, revision: str | None) -> Path:
@@ -40,7 +41,17 @@ def fetch_folder(source: str, revision: str | None) -> Path:
     from modeling.checkpoints import hub_download
 
     hub_download(source, "config.json", revision=revision)   # clear errors for missing/gated/private repos
-    return Path(snapshot_download(source, revision=revision, allow_patterns=_SNAPSHOT_PATTERNS))
+    return Path(snapshot_download(source, revision=revision, allow_patterns=_snapshot_patterns(source, revision)))
+
+
+def _snapshot_patterns(repo_id: str, revision: str | None) -> list[str]:
+    """What to download: one copy of the weights (safetensors when the repo has them, as `load_weights`
+    prefers; many repos also hold the same 13 GB as pytorch_model*.bin) and the small files."""
+    from huggingface_hub import HfApi
+
+    files = HfApi().list_repo_files(repo_id, revision=revision)
+    has_safetensors = any(f.endswith(".safetensors") and not Path(f).name.startswith("adapter_") for f in files)
+    return _SNAPSHOT_PATTERNS + (["*.safetensors"] if has_safetensors else ["pytorch_model*.bin"])
 
 
 def _tokenizer_folder(src: Path, base: Path | None) -> Path:
@@ -52,11 +63,23 @@ def _tokenizer_folder(src: Path, base: Path | None) -> Path:
     raise ModelError(f"{src}: no tokenizer (tokenizer.model or tokenizer.json) here or in the base checkpoint.")
 
 
+def _llava_tokenizer_legacy(folder: Path) -> bool:
+    """The LLaMA tokenizer's `legacy` as LLaVA's transformers 4.x read it: the tokenizer_config.json value,
+    True when unset (transformers 5 defaults to False, which tokenizes text after "</s>" differently)."""
+    from modeling.llava_layout import read_json
+
+    config_file = folder / "tokenizer_config.json"
+    value = read_json(config_file).get("legacy") if config_file.is_file() else None
+    return True if value is None else bool(value)
+
+
 def _grow_vocabulary(state: dict, vocab_size: int) -> None:
     """Add rows for new tokens: embeddings = mean of the existing rows, lm_head = 0 (never generated)."""
     import torch
 
     for key, fill in (("language_model.model.embed_tokens.weight", "mean"), ("language_model.lm_head.weight", "zero")):
+        if key not in state:
+            continue                           # reported with every other missing weight by `convert`
         weight = state[key]
         extra = vocab_size - weight.shape[0]
         if extra > 0:
@@ -92,7 +115,13 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
     llava_config, llava_state, notes = read_llava_checkpoint(src_folder, base_folder)
     state = to_wsi_llava_keys(llava_state, src)
 
-    tokenizer = AutoTokenizer.from_pretrained(str(_tokenizer_folder(src_folder, base_folder)))
+    tokenizer_folder = _tokenizer_folder(src_folder, base_folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
+    legacy = _llava_tokenizer_legacy(tokenizer_folder)
+    if isinstance(getattr(tokenizer, "legacy", None), bool) and tokenizer.legacy != legacy:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder), legacy=legacy)
+        notes.append(f"tokenizer: legacy={legacy} (unset in {tokenizer_folder.name}/tokenizer_config.json: "
+                     "transformers 4.x, which LLaVA ran, treats that as legacy=True)")
     image_token_index = WsiLlavaProcessor.add_image_token(tokenizer)
     text_config = llama_text_config(llava_config)
     text_config["vocab_size"] = max(int(text_config["vocab_size"]), image_token_index + 1)

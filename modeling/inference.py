@@ -7,8 +7,9 @@ never recomputes the slide. The prompt is tokenized in chunks split at `<image>`
 result equals a from-scratch `generate` on the same prompt (tested with greedy decoding).
 
 Defaults follow WSI-LLaVA's official inference (`model_vqa.py`): sampling at temperature 0.2,
-num_beams 1, no_repeat_ngram_size 3. The official code generates from `inputs_embeds`, so its n-gram
-ban sees only the answer being generated, never the prompt; `AnswerNoRepeatNGram` reproduces that.
+num_beams 1, no_repeat_ngram_size 3, at most 1024 new tokens. The official code generates from
+`inputs_embeds`, so its n-gram ban (and a repetition penalty, when one is set) sees only the answer
+being generated, never the prompt; `AnswerOnly` reproduces that.
 
     session = SlideChatSession(model, processor, load_slide_inputs("slide.pt"))
     for piece in session.stream("What is the histological type?"):
@@ -24,8 +25,9 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer
-from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+from transformers import (LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList,
+                          TextIteratorStreamer)
+from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from modeling.errors import ModelError
 from modeling.slide_inputs import SlideInputs, check_compatible
@@ -39,8 +41,8 @@ class GenerationSettings:
     top_p: float | None = None
     num_beams: int = 1
     no_repeat_ngram_size: int = 3        # over the answer only, as in the official inputs_embeds generation
-    max_new_tokens: int = 512
-    repetition_penalty: float | None = None
+    max_new_tokens: int = 1024           # model_vqa.py's limit
+    repetition_penalty: float | None = None   # over the answer only, likewise
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -50,6 +52,8 @@ class GenerationSettings:
             raise ModelError(f"GenerationSettings.max_new_tokens must be positive, got {self.max_new_tokens}")
         if self.no_repeat_ngram_size < 0 or self.num_beams < 1:
             raise ModelError("GenerationSettings: no_repeat_ngram_size must be >= 0 and num_beams >= 1")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            raise ModelError(f"GenerationSettings.repetition_penalty must be > 0, got {self.repetition_penalty}")
 
     @classmethod
     def greedy(cls, **overrides) -> "GenerationSettings":
@@ -62,23 +66,33 @@ class GenerationSettings:
             kwargs["temperature"] = self.temperature
             if self.top_p is not None:
                 kwargs["top_p"] = self.top_p
-        if self.repetition_penalty is not None:
-            kwargs["repetition_penalty"] = self.repetition_penalty
+        processors = LogitsProcessorList()
+        if self.repetition_penalty is not None and self.repetition_penalty != 1.0:
+            processors.append(AnswerOnly(RepetitionPenaltyLogitsProcessor(self.repetition_penalty), prompt_length))
         if self.no_repeat_ngram_size:
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [AnswerNoRepeatNGram(self.no_repeat_ngram_size, prompt_length)])
+            processors.append(AnswerNoRepeatNGram(self.no_repeat_ngram_size, prompt_length))
+        if processors:
+            kwargs["logits_processor"] = processors
         return kwargs
 
 
-class AnswerNoRepeatNGram(LogitsProcessor):
-    """`no_repeat_ngram_size` applied to the generated answer only (tokens after `prompt_length`)."""
+class AnswerOnly(LogitsProcessor):
+    """Runs `inner` on the generated answer only (the tokens after `prompt_length`), as a logits
+    processor sees it when generation starts from `inputs_embeds` like the official code."""
 
-    def __init__(self, ngram_size: int, prompt_length: int):
-        self.inner = NoRepeatNGramLogitsProcessor(ngram_size)
+    def __init__(self, inner: LogitsProcessor, prompt_length: int):
+        self.inner = inner
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         return self.inner(input_ids[:, self.prompt_length:], scores)
+
+
+class AnswerNoRepeatNGram(AnswerOnly):
+    """`no_repeat_ngram_size` applied to the generated answer only (tokens after `prompt_length`)."""
+
+    def __init__(self, ngram_size: int, prompt_length: int):
+        super().__init__(NoRepeatNGramLogitsProcessor(ngram_size), prompt_length)
 
 
 class SlideChatSession:
@@ -130,8 +144,10 @@ class SlideChatSession:
         prompt_ids = self._prompt_ids(question)
         self._ensure_prefix(prompt_ids)
         input_ids = torch.tensor([prompt_ids], device=self.device)
-        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                      cache=copy.deepcopy(self._prefix_cache), streamer=streamer,
+        cache = copy.deepcopy(self._prefix_cache)
+        if settings.num_beams > 1:      # generate expands the prompt to the beams, but not a given cache
+            cache.batch_repeat_interleave(settings.num_beams)
+        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), cache=cache, streamer=streamer,
                       pad_token_id=self.processor.pad_token_id, **settings.generate_kwargs(len(prompt_ids)))
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
@@ -147,9 +163,14 @@ class SlideChatSession:
         return answer
 
     def stream(self, question: str, settings: GenerationSettings | None = None) -> Iterator[str]:
-        """Yield the answer's text as it is generated; the full answer joins `history` at the end."""
+        """Yield the answer's text as it is generated; the full answer joins `history` at the end.
+
+        Closing the iterator early (the reader stopped) stops the generation at its next token; the
+        unfinished answer does not join `history`."""
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = self._generate_kwargs(question, streamer=streamer, settings=settings)
+        cancelled = threading.Event()
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopWhenSet(cancelled)])
         failure: list[BaseException] = []
         result: list[torch.Tensor] = []
 
@@ -168,11 +189,22 @@ class SlideChatSession:
                 if piece:
                     yield piece
         finally:
+            cancelled.set()          # a no-op when generation already ended; otherwise it stops now
             thread.join()
         if failure:
             raise failure[0]
         answer = self.processor.decode_answer(result[0][0, kwargs["input_ids"].shape[1]:])
         self.history.append((question, answer))
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Stops every sequence once `event` is set (checked after each generated token)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def stream_answer(model, processor, slide_inputs: SlideInputs, question: str,

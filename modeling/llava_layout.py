@@ -72,6 +72,10 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     """All model weights of a folder: *.safetensors if present, else pytorch_model*.bin (adapters excluded)."""
     safetensors = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("adapter_"))
     bins = sorted(p for p in folder.glob("pytorch_model*.bin"))
+    if not safetensors and not bins and (folder / "mm_projector.bin").is_file():
+        raise ModelError(f"{folder} holds the projector only (mm_projector.bin, LLaVA's pretraining-stage "
+                         "output), no language model: convert the instruction-tuned checkpoint (full, or LoRA "
+                         "with non_lora_trainables.bin) instead.")
     if not safetensors and not bins:
         raise ModelError(f"{folder}: no model weights (*.safetensors or pytorch_model*.bin).")
     state: dict[str, torch.Tensor] = {}

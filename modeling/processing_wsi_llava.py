@@ -47,6 +47,11 @@ class WsiLlavaProcessor(ProcessorMixin):
             raise ModelError(f"The tokenizer has no {image_token!r} token; call "
                              "WsiLlavaProcessor.add_image_token(tokenizer) (and resize the model's embeddings) first.")
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        # LLaMA tokenizers: `legacy` decides whether text after a special token ("</s>USER: ...", every
+        # turn after the first) gets the "▁" prefix. transformers 5 does not save it and reloads as
+        # legacy=False, so record it for save_pretrained: a reloaded processor must give the same ids.
+        if isinstance(getattr(tokenizer, "legacy", None), bool):
+            tokenizer.init_kwargs["legacy"] = tokenizer.legacy
 
     @staticmethod
     def add_image_token(tokenizer, image_token: str = IMAGE_PLACEHOLDER) -> int:
@@ -125,10 +130,13 @@ class WsiLlavaProcessor(ProcessorMixin):
     def build_prompt(self, question: str, history: Sequence[tuple[str, str]] = (), with_slide: bool = True) -> str:
         """The generation prompt: earlier (question, answer) turns, then `question`, ending "ASSISTANT:".
 
-        With `with_slide`, the first question carries the slide placeholder ("<image>\\n" + question).
+        With `with_slide`, the first question carries the slide placeholder: "<image>\\n" + the question as
+        it is (unstripped), as WSI-LLaVA's `model_vqa.py` and LLaVA's `serve/cli.py` build it. A question
+        that holds `<image>` itself is normalised like training data (`normalize_image_placeholder`).
         """
         questions = [q for q, _ in history] + [question]
-        if with_slide and self.image_token not in questions[0]:
+        verbatim_first = with_slide and self.image_token not in questions[0]
+        if verbatim_first:
             questions[0] = f"{self.image_token}\n{questions[0]}"
         turns: list[dict] = []
         for index, q in enumerate(questions):
@@ -139,6 +147,8 @@ class WsiLlavaProcessor(ProcessorMixin):
             messages: list[str | None] = list(messages_from_turns(turns))
         except ValueError as exc:
             raise ModelError(f"Cannot build prompt: {exc}") from exc
+        if verbatim_first:
+            messages[0] = questions[0]
         return self.template.render(messages + [None])[0]
 
     def encode_prompt(self, question: str, history: Sequence[tuple[str, str]] = (),

@@ -204,3 +204,86 @@ def test_a_real_llava_v15_config_translates():
     config = WsiLlavaConfig(text_config=text, slide_encoder_config=None, slide_token_dim=1024, image_token_index=32000)
     assert (config.text_config.hidden_size, config.text_config.num_hidden_layers) == (4096, 32)
     assert config.text_config.max_position_embeddings == 4096 and config.text_config.rms_norm_eps == 1e-05
+
+
+@pytest.mark.parametrize("legacy_in_config, expected", [(None, True), (True, True), (False, False)],
+                         ids=["unset", "legacy_true", "legacy_false"])
+def test_converted_tokenizer_tokenizes_later_turns_as_llava_did(llava_base, tmp_path, legacy_in_config, expected):
+    """LLaVA-1.5 ran transformers 4.x, whose LlamaTokenizer treats an unset `legacy` as True; text after
+    "</s>" (every turn after the first) tokenizes differently with legacy True and False."""
+    import shutil
+
+    from transformers import LlamaTokenizer
+
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
+
+    folder, _, _ = llava_base
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    config_file = src / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_file.read_text())
+    tokenizer_config.pop("legacy", None)
+    if legacy_in_config is not None:
+        tokenizer_config["legacy"] = legacy_in_config
+    config_file.write_text(json.dumps(tokenizer_config))
+    convert(str(src), tmp_path / "out")
+    processor = WsiLlavaProcessor.from_pretrained(tmp_path / "out")
+    assert processor.tokenizer.legacy is expected
+    as_llava_read_it = LlamaTokenizer.from_pretrained(str(src), legacy=expected)
+    prompt = processor.build_prompt("Grade?", [("What is the type?", "Ductal carcinoma.")])
+    after_slide = prompt.split("<image>")[1]
+    ids = processor.tokenize(prompt)[0]
+    expected_tail = as_llava_read_it(after_slide).input_ids[1:]                 # chunk without its BOS
+    assert ids[-len(expected_tail):] == expected_tail
+    assert ids[-len(expected_tail) - 1] == processor.image_token_id
+
+
+def test_hub_download_takes_one_copy_of_the_weights(llava_base, tmp_path, hub):
+    """Repos often hold the weights twice (pytorch_model*.bin and *.safetensors; 13 GB each for 7B):
+    only the safetensors are fetched, plus LLaVA's own .bin files (non_lora_trainables, adapter)."""
+    import shutil
+
+    from huggingface_hub import HfApi
+
+    from modeling.convert_llava import fetch_folder
+
+    folder, llama, projector = llava_base
+    both = tmp_path / "both"
+    shutil.copytree(folder, both)
+    torch.save({"model.mm_projector.0.weight": torch.zeros(1)}, both / "pytorch_model.bin")   # must not be read
+    torch.save({}, both / "non_lora_trainables.bin")
+    HfApi().create_repo("tester/llava-both")
+    HfApi().upload_folder(folder_path=str(both), repo_id="tester/llava-both")
+    snapshot = fetch_folder("tester/llava-both", None)
+    names = {p.name for p in snapshot.iterdir()}
+    assert "model.safetensors" in names and "non_lora_trainables.bin" in names
+    assert "pytorch_model.bin" not in names
+    convert("tester/llava-both", tmp_path / "out")
+    assert_converted_matches(tmp_path / "out", llama, projector)
+
+
+def test_projector_only_checkpoint_is_named_as_such(llava_base, tmp_path, capsys):
+    """LLaVA's pretraining stage writes config.json + mm_projector.bin only (no language model)."""
+    folder, llama, projector = llava_base
+    only = tmp_path / "projector-only"
+    only.mkdir()
+    (only / "config.json").write_text((folder / "config.json").read_text())
+    torch.save({f"model.mm_projector.{k}": v for k, v in projector.items()}, only / "mm_projector.bin")
+    assert main([str(only), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "mm_projector.bin" in err and "projector only" in err
+
+
+def test_missing_lm_head_is_a_model_error(llava_base, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    folder, llama, projector = llava_base
+    broken = tmp_path / "no-lm-head"
+    import shutil
+
+    shutil.copytree(folder, broken)
+    state = load_file(str(broken / "model.safetensors"))
+    del state["lm_head.weight"]
+    save_file(state, broken / "model.safetensors")
+    assert main([str(broken), str(tmp_path / "out")]) == 1
+    assert "language_model.lm_head.weight" in capsys.readouterr().err

@@ -115,3 +115,69 @@ def test_4bit_load_and_generate_on_cpu(tmp_path):
     answer = SlideChatSession(loaded.model, loaded.processor, inputs,
                               GenerationSettings(max_new_tokens=6, seed=0)).ask("Grade?")
     assert isinstance(answer, str)
+
+
+def test_official_length_limit_and_answer_only_repetition_penalty():
+    """model_vqa.py generates up to 1024 new tokens from inputs_embeds, so a repetition penalty (the
+    fork's --repetition_penalty) sees only the answer, never the prompt's words."""
+    assert GenerationSettings().max_new_tokens == 1024
+    kwargs = GenerationSettings(repetition_penalty=2.0, no_repeat_ngram_size=0).generate_kwargs(prompt_length=3)
+    assert "repetition_penalty" not in kwargs                 # HF's own penalty would also hit the prompt
+    (penalty,) = kwargs["logits_processor"]
+    scores = penalty(torch.tensor([[4, 5, 6, 7]]), torch.ones(1, 10))
+    assert scores[0, 7] == 0.5 and (scores[0, [4, 5, 6]] == 1).all()    # only the answer's token 7 is penalised
+
+
+def test_turn2_logits_from_the_cached_prefix_equal_recomputation_and_see_the_slide(tiny):
+    """Stronger than comparing decoded text (byte-fallback tokens of a random model decode alike): the
+    cached turn 2 gives the same tokens and logits as a from-scratch run, and a prefix cached for another
+    slide would not."""
+    model, processor, inputs = tiny
+    settings = GenerationSettings.greedy(max_new_tokens=6)
+    session = SlideChatSession(model, processor, inputs, settings)
+    session.ask(QUESTIONS[0])
+    prompt = processor.encode_prompt(QUESTIONS[1], session.history)
+    extra = dict(output_logits=True, return_dict_in_generate=True)
+    with torch.inference_mode():
+        cached = model.generate(**session._generate_kwargs(QUESTIONS[1]), **extra)
+        full = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
+                              **settings.generate_kwargs(prompt["input_ids"].shape[1]), **extra)
+        other = SlideChatSession(model, processor, random_slide_inputs(model.config, "tile_features", seed=7),
+                                 settings)
+        other.history = list(session.history)
+        wrong = model.generate(**other._generate_kwargs(QUESTIONS[1]), **extra)
+    assert torch.equal(cached.sequences, full.sequences)
+    torch.testing.assert_close(torch.stack(cached.logits), torch.stack(full.logits), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(wrong.logits[0], full.logits[0], rtol=1e-4, atol=1e-5)
+
+
+def test_closing_a_stream_stops_generation(tiny):
+    """A client that stops reading (Stop button, closed tab) must not leave the model generating up to
+    max_new_tokens in the background while the generator's close() waits for it."""
+    model, processor, inputs = tiny
+    session = SlideChatSession(model, processor, inputs, GenerationSettings.greedy(max_new_tokens=300))
+    session.prepare()
+    steps = []
+    hook = model.language_model.register_forward_pre_hook(lambda module, args, kwargs: steps.append(1),
+                                                          with_kwargs=True)
+    original = model.generation_config.suppress_tokens
+    model.generation_config.suppress_tokens = list(original) + [processor.tokenizer.eos_token_id]   # never ends early
+    try:
+        stream = session.stream(QUESTIONS[0])
+        next(stream)
+        stream.close()
+    finally:
+        hook.remove()
+        model.generation_config.suppress_tokens = original
+    assert len(steps) < 100
+    assert session.history == []                      # an abandoned answer is not a turn
+
+
+def test_beam_search_reuses_the_cached_prefix_too(tiny):
+    """num_beams is a setting: the cached slide prefix (batch 1) must be expanded to the beams."""
+    model, processor, inputs = tiny
+    settings = GenerationSettings.greedy(max_new_tokens=6, num_beams=2)
+    session = SlideChatSession(model, processor, inputs, settings)
+    for question in QUESTIONS[:2]:
+        history = list(session.history)
+        assert session.ask(question) == _from_scratch(model, processor, inputs, question, history, settings)

@@ -110,3 +110,21 @@ def test_tokenizer_without_image_token_is_refused():
         tokenizer = train_tokenizer(tmp)
     with pytest.raises(ModelError, match="add_image_token"):
         WsiLlavaProcessor(tokenizer=tokenizer)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_saved_processor_keeps_the_tokenizers_legacy_spacing(tmp_path, legacy):
+    """transformers 5 drops `legacy` when saving a LlamaTokenizer and reloads as legacy=False, which
+    changes the ids of every turn after the first ("</s>USER" vs "</s> USER", as LLaVA-1.5 saw it)."""
+    from transformers import LlamaTokenizer
+
+    tiny_tokenizer_dir = tmp_path / "tok"
+    tiny_processor().tokenizer.save_pretrained(tiny_tokenizer_dir)
+    tokenizer = LlamaTokenizer.from_pretrained(str(tiny_tokenizer_dir), legacy=legacy, add_bos_token=True)
+    processor = WsiLlavaProcessor(tokenizer=tokenizer, num_slide_tokens=3)
+    processor.save_pretrained(tmp_path / "saved")
+    loaded = WsiLlavaProcessor.from_pretrained(tmp_path / "saved")
+    assert loaded.tokenizer.legacy is legacy
+    history = [("What is the type?", "Ductal carcinoma.")]
+    assert torch.equal(loaded.encode_prompt("Grade?", history)["input_ids"],
+                       processor.encode_prompt("Grade?", history)["input_ids"])

@@ -155,3 +155,31 @@ def test_any_causal_lm_works_including_tied_embeddings(tmp_path):
     batch, kwargs = processor([CONVERSATION]), random_slide_inputs(model.config).model_kwargs()
     with torch.no_grad():
         assert torch.equal(model(**batch, **kwargs).logits, loaded(**batch, **kwargs).logits)
+
+
+def test_padded_batches_equal_one_slide_at_a_time(model_and_processor):
+    """Right padding (training) and left padding (batched generation) change nothing for the real tokens:
+    each row's slide lands in its own placeholders, positions restart after left padding."""
+    model, processor = model_and_processor
+    slides = [random_slide_inputs(model.config, seed=seed).slide_tokens * 20 for seed in (1, 2)]   # [1, S, D] each
+    conversations = [CONVERSATION, CONVERSATION[:2]]
+    batch = processor(conversations)
+    with torch.no_grad():
+        batched = model(**batch, slide_tokens=torch.cat(slides)).logits
+        for row, (conversation, slide) in enumerate(zip(conversations, slides, strict=True)):
+            n = int(batch["attention_mask"][row].sum())
+            alone = model(**processor([conversation]), slide_tokens=slide).logits[0]
+            torch.testing.assert_close(batched[row, :n], alone, rtol=1e-4, atol=1e-5)
+
+    questions = ["What is the histological type of this tumor?", "Grade?"]
+    prompts = [{"input_ids": processor.tokenize(processor.build_prompt(q))[0]} for q in questions]
+    left = processor.collate(prompts, padding_side="left")
+    assert left["attention_mask"][1, 0] == 0 and left["attention_mask"][:, -1].all()
+    settings = dict(max_new_tokens=5, do_sample=False, pad_token_id=processor.pad_token_id,
+                    output_logits=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        together = model.generate(**left, slide_tokens=torch.cat(slides), **settings)
+        for row, (question, slide) in enumerate(zip(questions, slides, strict=True)):
+            alone = model.generate(**processor.encode_prompt(question), slide_tokens=slide, **settings)
+            torch.testing.assert_close(torch.stack(together.logits)[:, row], torch.stack(alone.logits)[:, 0],
+                                       rtol=1e-4, atol=1e-5)
