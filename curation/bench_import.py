@@ -27,6 +27,9 @@ from curation.step_runner import StepSummary
 from curation.wsi_bench_files import BenchItem, read_benchmark
 
 IMPORT_MODEL = "wsi-bench-release"
+# Official metadata values that are aspects of one task (regional structure description): kept per pair so
+# the export writes each row back under its own value.
+REGIONAL_ASPECTS = ("tissue", "cellular", "infiltration")
 
 
 def item_to_row(item: BenchItem, neighbours: list[tuple[str, str]], settings: CheckSettings | None = None) -> dict:
@@ -36,7 +39,9 @@ def item_to_row(item: BenchItem, neighbours: list[tuple[str, str]], settings: Ch
     draft = PairDraft(task=item.task, question=stem, answer=item.answer, options=options)
     uid = pair_uid("wsi-bench", item.task, item.question_id, item.image, item.question, item.answer)
     results = run_checks(draft, CheckSources(), [n for n in neighbours if n[0] != uid], settings)
+    aspect = item.source_task_name if item.source_task_name in REGIONAL_ASPECTS else ""
     return dict(uid=uid, origin="imported", slide_id=item.slide_id, patient_id=item.patient_id, image=item.image,
+                aspect=aspect,
                 task=item.task, capability=item.capability, answer_format=item.answer_format, question=stem,
                 options=options, answer=item.answer, record={"id": item.question_id, "image": item.image,
                                                              "conversations": item.conversations},

@@ -6,7 +6,10 @@ It talks to any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp serv
 429/5xx/timeouts/invalid replies, a concurrency limit, a persistent SQLite cache keyed by
 (model, prompt name + version, sampling settings, inputs), token counts and an estimated cost, and a
 dry-run estimate that spends nothing. The API key is read from an environment variable at the first
-real request; it is never logged, stored or returned.
+real request; it is never logged, stored or returned, and its value is replaced by "[REDACTED]" in every
+error and log message built from a server's reply (proxies and self-hosted servers may echo it). In
+"auto" structured-output mode a refused request is retried with json_object, then plain text; the
+client keeps a lower mode only once a request in it was accepted.
 
     settings = LLMSettings(base_url="http://localhost:8000/v1", model="qwen2.5-7b", cache_path="cache.sqlite")
     client = LLMClient(settings)
@@ -50,6 +53,8 @@ from curation.llm_types import (
 log = logging.getLogger(__name__)
 
 STRUCTURED_OUTPUT_MODES = ("auto", "json_schema", "json_object", "text")
+_MODE_ORDER = ("json_schema", "json_object", "text")     # the auto mode's fallbacks, in order
+_MIN_SECRET_CHARS = 6     # shorter "keys" are placeholders for servers without authentication ("x", "none")
 
 # List prices in USD per 1M tokens (input, output), as published by OpenAI in 2025. Exact model names
 # only: an unknown or local model has no price unless --price-input/--price-output are given.
@@ -120,6 +125,7 @@ class LLMClient:
         self._mode_lock = threading.Lock()
         self._sdk = None
         self._sdk_lock = threading.Lock()
+        self._key: str | None = None
 
     # -- keys, cache and estimates -------------------------------------------------------------
     def cache_key(self, prompt: Prompt, user: str) -> str:
@@ -178,9 +184,9 @@ class LLMClient:
                 value = prompt.parse(decode_json_reply(raw))
             except ReplyError as exc:
                 self.stats.add(invalid_replies=1)
-                last_error, last_raw = f"invalid reply: {exc}", raw
+                last_error, last_raw = self.redact(f"invalid reply: {exc}"), self.redact(raw)
                 log.warning("%s: invalid reply (attempt %d/%d): %s", prompt.name, attempt,
-                            self.settings.max_attempts, exc)
+                            self.settings.max_attempts, last_error)
                 continue
             self.cache.put(key, prompt.name, prompt.version, self.settings.model, raw,
                            usage.input_tokens, usage.output_tokens)
@@ -220,6 +226,7 @@ class LLMClient:
                         f"The environment variable {self.settings.api_key_env} is not set. Export the API key "
                         f"for {self.settings.base_url} there (any non-empty value for servers without "
                         "authentication, such as vLLM or Ollama).")
+                self._key = api_key
                 self._sdk = OpenAI(base_url=self.settings.base_url, api_key=api_key,
                                    timeout=self.settings.timeout_s, max_retries=0)
             return self._sdk
@@ -235,8 +242,8 @@ class LLMClient:
         import openai
 
         client = self._client()
+        mode = self._mode
         while True:
-            mode = self._mode
             kwargs: dict[str, Any] = dict(model=self.settings.model, messages=self._messages(prompt, user, mode),
                                           temperature=self.settings.temperature,
                                           max_tokens=prompt.max_output_tokens)
@@ -249,30 +256,37 @@ class LLMClient:
             elif mode == "json_object":
                 kwargs["response_format"] = {"type": "json_object"}
             self.stats.add(requests_sent=1)
+            # Errors below are re-raised `from None` with a redacted message: the SDK's exception holds the
+            # server's reply, which may echo the key, and a chained cause would print it in any traceback.
             try:
                 response = client.chat.completions.create(**kwargs)
             except openai.AuthenticationError as exc:
-                raise LLMConfigError(f"{self.settings.base_url} rejected the API key "
-                                     f"(${self.settings.api_key_env}): {_status_text(exc)}") from exc
+                raise LLMConfigError(self.redact(f"{self.settings.base_url} rejected the API key "
+                                                 f"(${self.settings.api_key_env}): {_status_text(exc)}")) from None
             except openai.NotFoundError as exc:
-                raise LLMConfigError(f"{self.settings.base_url} has no model {self.settings.model!r} or no "
-                                     f"chat completions endpoint: {_status_text(exc)}") from exc
+                raise LLMConfigError(self.redact(f"{self.settings.base_url} has no model {self.settings.model!r} or "
+                                                 f"no chat completions endpoint: {_status_text(exc)}")) from None
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if self.settings.structured_output == "auto" and mode != "text" and self._downgrade(mode):
-                    continue  # the server lacks this response_format: retry at once with the next mode
-                raise _Fatal(f"the server refused the request: {_status_text(exc)}") from exc
+                if self.settings.structured_output == "auto" and mode != "text":
+                    # Perhaps the server lacks this response_format: retry this request with the next mode.
+                    # The client adopts that mode only once a request in it is accepted, so one request
+                    # refused for another reason (too long, ...) does not downgrade the whole run.
+                    mode = _MODE_ORDER[_MODE_ORDER.index(mode) + 1]
+                    continue
+                raise _Fatal(self.redact(f"the server refused the request: {_status_text(exc)}")) from None
             except openai.RateLimitError as exc:
-                raise _Retryable(f"rate limited (429): {_status_text(exc)}", _retry_after(exc)) from exc
-            except openai.APITimeoutError as exc:
-                raise _Retryable(f"timed out after {self.settings.timeout_s:g} s") from exc
+                raise _Retryable(self.redact(f"rate limited (429): {_status_text(exc)}"), _retry_after(exc)) from None
+            except openai.APITimeoutError:
+                raise _Retryable(f"timed out after {self.settings.timeout_s:g} s") from None
             except openai.APIConnectionError as exc:
-                raise _Retryable(f"cannot connect to {self.settings.base_url}: {exc}") from exc
+                raise _Retryable(self.redact(f"cannot connect to {self.settings.base_url}: {exc}")) from None
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500 or exc.status_code in (408, 409):
-                    raise _Retryable(f"server error {_status_text(exc)}", _retry_after(exc)) from exc
-                raise _Fatal(f"the server answered {_status_text(exc)}") from exc
+                    raise _Retryable(self.redact(f"server error {_status_text(exc)}"), _retry_after(exc)) from None
+                raise _Fatal(self.redact(f"the server answered {_status_text(exc)}")) from None
             except openai.APIResponseValidationError as exc:
-                raise _Retryable(f"the server sent a malformed response: {exc}") from exc
+                raise _Retryable(self.redact(f"the server sent a malformed response: {exc}")) from None
+            self._adopt(mode)
             return self._reply_text(response, prompt, user)
 
     def _reply_text(self, response, prompt: Prompt, user: str) -> tuple[str, Usage]:
@@ -287,14 +301,18 @@ class LLMClient:
         self.stats.add(input_tokens=counted.input_tokens, output_tokens=counted.output_tokens)
         return text, counted
 
-    def _downgrade(self, mode: str) -> bool:
-        order = ("json_schema", "json_object", "text")
+    def _adopt(self, mode: str) -> None:
+        """Remember a structured-output fallback that the server accepted (never goes back up)."""
         with self._mode_lock:
-            if self._mode == mode:
-                self._mode = order[order.index(mode) + 1]
+            if _MODE_ORDER.index(mode) > _MODE_ORDER.index(self._mode):
                 log.warning("%s refused response_format %s; falling back to %s", self.settings.base_url,
-                            mode, self._mode)
-        return True
+                            self._mode, mode)
+                self._mode = mode
+
+    def redact(self, text: str) -> str:
+        """`text` with the API key's value replaced (servers and proxies may echo the key in errors)."""
+        key = self._key or os.environ.get(self.settings.api_key_env) or ""
+        return text.replace(key, "[REDACTED]") if len(key) >= _MIN_SECRET_CHARS else text
 
     def _sleep_before_retry(self, attempt: int, retry_after_s: float | None) -> None:
         if attempt >= self.settings.max_attempts:

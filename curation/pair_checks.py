@@ -1,12 +1,16 @@
 """Automatic checks run on every generated (and imported) pair; every failure is stored with the pair.
 
 Checks (each "pass", "fail" or "skip" with a detail a reviewer can read):
-- `schema`: question and answer present; multiple choice has options A-D and a letter; yes/no says Yes/No.
+- `schema`: question and answer present; multiple choice has options A-D and a letter; yes/no says Yes/No
+  to one question (no text after its "?", no "good or poor?" alternatives).
 - `mcq`: the four options are distinct and the answer is exactly one valid letter.
 - `grounded`: the answer's content words occur in the cleaned report, or in the enrichment (then the pair
   is marked `uses_enrichment`); the model's evidence quotes are located (spans kept for highlighting).
   Prognosis and treatment answers are clinical inferences: their question's premises are checked instead.
-- `diagnosis_leak`: morphology-only questions (and their options) do not name the diagnosis.
+- `diagnosis_leak`: morphology-only questions (and their options) do not name the diagnosis. A bare
+  generic word for the lesion ("the neoplasm", "the carcinoma cells", "this cancer") names no type and
+  passes (listed in `data.generic_terms`); a type ("adenocarcinoma", "squamous cell carcinoma", "glial
+  neoplasm", "DCIS", "melanoma") fails.
 - `near_duplicate`: no earlier pair of the same slide and task says (almost) the same.
 
 Nothing is dropped here: a failing pair is stored, flagged, and goes to review like any other.
@@ -18,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from curation.errors import CurationError
-from curation.pair_records import LETTERS, render_question
+from curation.pair_records import LETTERS, parse_inline_options, render_question
 from curation.prompts.vqa import TASK_RULES
 from curation.text_spans import (
     content_words,
@@ -34,6 +38,24 @@ DIAGNOSIS_TERMS = re.compile(
     r"\b([a-z]+-?)?(carcinomas?|sarcomas?|lymphomas?|melanomas?|gliomas?|glioblastomas?|astrocytomas?|blastomas?"
     r"|mesotheliomas?|seminomas?|thymomas?|pheochromocytomas?|paragangliomas?|leuka?emias?|myelomas?|cancers?"
     r"|carcinoids?|neoplasms?|adenomas?|germinomas?|teratomas?|DCIS|LCIS|GIST)\b", re.IGNORECASE)
+
+
+# Generic words for the lesion: a leak only with a typing word right before them ("ductal carcinoma").
+GENERIC_TERMS = frozenset({"carcinoma", "carcinomas", "cancer", "cancers", "neoplasm", "neoplasms"})
+# Words before a generic term that do not type it.
+_UNTYPED_BEFORE = frozenset("""a an the this that these those its their of in within by from for to into with and or
+on at invasive infiltrating metastatic primary malignant residual underlying main entire overall whole same
+suspected possible""".split())
+
+
+_POLARITY_WORD = r"(good|poor|favou?rable|unfavou?rable|bad)"
+_EITHER_OR = re.compile(rf"\b{_POLARITY_WORD}\s+or\s+{_POLARITY_WORD}\b", re.IGNORECASE)
+
+
+def _mcq_key(option: str) -> str:
+    """An option as the distinctness check compares it: signs spelled out ("HPV+" vs "HPV-", "ER-/PR-")."""
+    text = re.sub(r"\+", " positive ", option)
+    return re.sub(r"(?<=\w)[-\u2212](?=[\s/,;)]|$)", " negative ", text)
 
 
 @dataclass
@@ -97,10 +119,16 @@ def check_schema(draft: PairDraft) -> CheckResult:
         options = draft.options or {}
         if sorted(options) != list(LETTERS) or not all(str(v).strip() for v in options.values()):
             problems.append(f"options must be A, B, C and D, each non-empty (got {sorted(options) or 'none'})")
-        if re.search(r"(?<![A-Za-z])[A-D]\)\s", draft.question):
+        if parse_inline_options(draft.question) is not None:
             problems.append("the options are repeated inside the question stem")
-    elif fmt is AnswerFormat.YES_NO and draft.answer not in ("Yes", "No"):
-        problems.append(f"a yes/no answer must be 'Yes' or 'No', got {draft.answer!r}")
+    elif fmt is AnswerFormat.YES_NO:
+        if draft.answer not in ("Yes", "No"):
+            problems.append(f"a yes/no answer must be 'Yes' or 'No', got {draft.answer!r}")
+        trailing = draft.question.rsplit("?", 1)[1].strip() if "?" in draft.question else ""
+        if trailing:
+            problems.append(f"text after the question mark ({trailing[:40]!r})")
+        if _EITHER_OR.search(draft.question):
+            problems.append("a yes/no question that offers two alternatives (e.g. 'good or poor?')")
     elif fmt is AnswerFormat.OPEN and len(draft.answer.split()) < 2:
         problems.append("the open answer is missing or a single word")
     if fmt is not AnswerFormat.CHOICE and draft.options:
@@ -118,7 +146,7 @@ def check_mcq(draft: PairDraft) -> CheckResult:
     keys = sorted(options)
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
-            if similarity(options[a], options[b], at_least=0.95) >= 0.95:
+            if similarity(_mcq_key(options[a]), _mcq_key(options[b]), at_least=0.95) >= 0.95:
                 problems.append(f"options {a} and {b} are not distinct ({options[a]!r})")
     if draft.answer in LETTERS and not options.get(draft.answer, "").strip():
         problems.append(f"the correct option {draft.answer} is empty")
@@ -180,14 +208,29 @@ def check_diagnosis_leak(draft: PairDraft, sources: CheckSources) -> CheckResult
     if not TASK_RULES[draft.task].morphology_only(draft.task):
         return CheckResult("diagnosis_leak", "skip", "not a morphology-only task")
     text = render_question(draft.question, draft.options)
-    found = sorted({m.group(0) for m in DIAGNOSIS_TERMS.finditer(text)})
+    found, generic = set(), set()
+    for match in DIAGNOSIS_TERMS.finditer(text):
+        term = match.group(0)
+        if term.lower() in GENERIC_TERMS:
+            before = re.findall(r"[A-Za-z][\w-]*", text[:match.start()])[-3:]
+            typing = []
+            for word in reversed(before):          # the typing words right before it: "squamous cell"
+                if word.lower() in _UNTYPED_BEFORE:
+                    break
+                typing.insert(0, word)
+            if not typing:
+                generic.add(term)
+                continue
+            term = " ".join([*typing, term])
+        found.add(term)
+    found = sorted(found)
     diagnosis = sources.diagnosis.strip()
     if diagnosis and len(diagnosis) > 6 and normalize(diagnosis, loose=True) in normalize(text, loose=True):
         found.append(diagnosis)
     if found:
         return CheckResult("diagnosis_leak", "fail", f"the question names the diagnosis: {', '.join(found)}",
-                           {"terms": found})
-    return CheckResult("diagnosis_leak", "pass")
+                           {"terms": found, "generic_terms": sorted(generic)})
+    return CheckResult("diagnosis_leak", "pass", data={"generic_terms": sorted(generic)} if generic else {})
 
 
 def check_near_duplicate(draft: PairDraft, neighbours: list[tuple[str, str]],

@@ -5,11 +5,14 @@ description and the immunohistochemistry (IHC) results (../shared/notes/wsi-llav
 finds the section headers TCGA reports use (line-start `GROSS DESCRIPTION:`, `Final Diagnosis`, inline
 upper-case `... MICROSCOPIC DESCRIPTION: ...`), keeps diagnosis / microscopic / synoptic / staging /
 comment / addendum sections, removes gross, IHC, clinical history, specimen, intra-operative and
-administrative ones, and removes IHC sentences that sit inside kept sections. Every kept or removed
+administrative ones, and removes IHC sentences that sit inside kept sections. Inside a kept section an
+IHC or signature field with its content on the same line ("Ancillary Studies: ER positive ...") removes
+only that line; inside a removed section a "Note: ..." line stays removed with it. Every kept or removed
 piece is a span of the original text, so the cleaned text is made only of the report's own words.
 
-When the layout is not recognised (no header, or a long unheaded preamble) the result is marked not
-`confident` and `curation.cleaning` sends the report through the LLM pass instead. Usage:
+When the layout is not recognised (no header, a long unheaded preamble, diagnostic text before the
+first header, or a combined "gross and microscopic" section) the result is marked not `confident` and
+`curation.cleaning` sends the report through the LLM pass instead. Usage:
 
     cleaned = parse_sections(report_text)
     if cleaned.confident:
@@ -21,10 +24,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-PARSER_VERSION = "sections-2026-11-29.1"
+PARSER_VERSION = "sections-2026-11-29.2"
 
 KEEP_CATEGORIES = ("diagnosis", "microscopic", "synoptic", "staging", "comment", "addendum", "kept")
-REMOVE_CATEGORIES = ("gross", "ihc", "clinical", "specimen", "intraoperative", "admin", "preamble", "other")
+REMOVE_CATEGORIES = ("gross", "ihc", "clinical", "specimen", "intraoperative", "admin", "preamble", "other",
+                     "mixed")
 
 # Ordered rules: (header name pattern, category). The first full match wins, so the specific names
 # ("post-operative diagnosis") come before the general ones ("diagnosis").
@@ -32,17 +36,24 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"(post|pre)[- ]?op(erative)?\s+diagnos[ie]s|clinical\s+diagnos[ie]s|provisional\s+diagnos[ie]s", "clinical"),
     (r"intra[- ]?operative(\s+(consultation|diagnos[ie]s))?|frozen\s+sections?(\s+diagnos[ie]s)?|touch\s+prep(aration)?",
      "intraoperative"),
+    # gross and microscopic findings in one section: removed, and the report goes to the LLM pass
+    (r"(gross\s*(and|&|/)\s*micro(scopic)?|micro(scopic)?\s*(and|&|/)\s*gross)(\s+(description|examination|findings))?",
+     "mixed"),
     (r"((final|surgical|pathologic(al)?|anatomic|final\s+pathologic(al)?|microscopic)\s+)?diagnos[ie]s(\s+comments?)?"
      r"|interpretation|impression|conclusions?", "diagnosis"),
-    (r"micro(scopic)?(\s+(description|examination|exam|findings))?|histolog(y|ic\s+description)", "microscopic"),
-    (r"synoptic(\s+report)?|(tumou?r|cancer|pathology)\s+summary|summary\s+of\s+findings|(cap\s+)?checklist"
+    (r"micro(scopic)?(\s+(description|examination|exam|findings))?|histolog(y|ic\s+description)|histopathology",
+     "microscopic"),
+    (r"synoptic(\s+(report|data|summary|checklist|comments?))?(\s*-\s*[a-z][a-z ]*)?|(case\s+)?synopsis"
+     r"|cap\s+(cancer\s+)?(protocol|checklist|summary)|(tumou?r|cancer|pathology)\s+summary|summary\s+of\s+findings"
+     r"|(cap\s+)?checklist"
      r"|(additional\s+)?pathologic(al)?\s+(findings|features)", "synoptic"),
     (r"(pathologic(al)?\s+)?(tnm\s+)?stag(e|ing)(\s*\(?(ajcc|ptnm)\)?)?|ajcc(\s+stag(e|ing))?|ptnm", "staging"),
     (r"comments?|notes?", "comment"),
     (r"addend(um|a)(\s+(report|diagnosis))?|amendment|amended\s+report", "addendum"),
     (r"gross(\s+(description|examination|exam|findings))?|macroscopic(\s+(description|examination))?"
      r"|(cassette|block|section)s?(\s+(summary|key|code|list|submitted))?|summary\s+of\s+sections", "gross"),
-    (r"immuno\w*(\s+(stains?|studies|results|profile|panel|stain\s+results))?|ihc(\s+results)?|special\s+stains?"
+    (r"immuno\w*(\s+(stains?|studies|results|profile|panel|stain\s+results))?|ihc(\s+results)?"
+     r"|special\s+(stains?|studies)"
      r"|(hormone|receptor|biomarker|molecular|ancillary|her-?2\S*|fish)\s+(studies|results|testing|status|analysis)"
      r"|biomarkers?", "ihc"),
     (r"clinical(\s+(history|information|data|notes?))?|history|indications?|reason\s+for\s+(request|referral)",
@@ -58,6 +69,12 @@ _STRUCTURE = frozenset({"diagnosis", "microscopic", "synoptic"})
 _NAME = r"[A-Za-z][A-Za-z /&()\-]{0,50}?"
 _LINE_HEADER = re.compile(rf"^[ \t]*(?:(?:\d{{1,2}}|[A-Z])[.)][ \t]*)?(?P<name>{_NAME})[ \t]*(?::|$)", re.MULTILINE)
 _INLINE_HEADER = re.compile(r"(?<![A-Za-z])(?P<name>[A-Z][A-Z /&()\-]{1,50}?)[ \t]*:")
+
+# Words that make text before the first header diagnostic (then the parser is not confident).
+_DIAGNOSTIC_WORDS = re.compile(
+    r"\b(\w*(carcinoma|sarcoma|lymphoma|melanoma|glioma|blastoma|adenoma|seminoma|thymoma|mesothelioma|cytoma)s?"
+    r"|neoplasm\w*|malignan\w*|metasta\w*|dysplasia|in\s+situ|differentiated|grade|lymph\s+nodes?|margins?)\b",
+    re.IGNORECASE)
 
 _MARKERS = (r"ER|PR|PgR|HER-?2(?:/neu)?|Ki-?67|MIB-?1|p53|p16|p40|p63|CK\s?\d+(?:/\d+)?|cytokeratins?|CD\s?\d+[a-z]?"
             r"|TTF-?1|S-?100|synaptophysin|chromogranin|GATA-?3|PAX-?8|WT-?1|IDH-?1|ATRX|MLH-?1|MSH-?2|MSH-?6|PMS-?2"
@@ -191,13 +208,21 @@ def parse_sections(text: str) -> CleanedReport:
     cuts: list[Segment] = []
     sections: list[Segment] = []
     current: _Header | None = None
-    for header in headers:
+    for index, header in enumerate(headers):
         inside_kept = current is not None and current.category in KEEP_CATEGORIES
-        if inside_kept and header.category == "admin" and not header.line_only:
-            cuts.append(Segment(header.start, _line_end(text, header.start), "admin", header.name))
-            continue  # a signature/date line inside a kept section: drop that line only
+        line_end = _line_end(text, header.start)
+        if index + 1 < len(headers):
+            line_end = min(line_end, headers[index + 1].start)
+        if inside_kept and header.category in ("admin", "ihc") and not header.line_only:
+            # a signature/date line or an IHC field ("Ancillary Studies: ER positive ...") inside a kept
+            # section: drop that line only, the fields after it stay
+            cuts.append(Segment(header.start, line_end, header.category, header.name))
+            continue
         if inside_kept and header.category == "specimen":
             continue  # "Procedure:" / "Specimen:" fields of a synoptic checklist stay in the section
+        if (current is not None and not inside_kept and header.category == "comment" and not header.line_only
+                and header.name.lower().startswith("note")):
+            continue  # "Note: cold ischemia time ..." inside a gross description stays removed with it
         sections.append(Segment(header.start, len(text), header.category, header.name))
         current = header
     bounded = []
@@ -215,7 +240,7 @@ def parse_sections(text: str) -> CleanedReport:
         else:
             removed.append(section)
     kept = _subtract(kept, cuts)
-    removed += cuts
+    removed = [r for r in removed if not any(c.start <= r.start and r.end <= c.end for c in cuts)] + cuts
     categories = {s.category for s in bounded}
     preamble_words = len(text[:preamble_end].split())
     reason = ""
@@ -225,6 +250,10 @@ def parse_sections(text: str) -> CleanedReport:
         reason = "no diagnosis, microscopic or synoptic section found"
     elif preamble_words > 60:
         reason = f"{preamble_words} words before the first recognised header"
+    elif _DIAGNOSTIC_WORDS.search(text[:preamble_end]):
+        reason = f"diagnostic text before the first recognised header ({preamble_words} words)"
+    elif "mixed" in categories:
+        reason = "a combined gross and microscopic section (headers cannot separate them)"
     return CleanedReport(source=text, kept=kept, removed=removed, method="sections", confident=not reason,
                          reason=reason)
 

@@ -3,13 +3,32 @@
 The instructions follow the official WSI-Metric scripts (github.com/yu5-kim/WSI-LLaVA, WSI-Metric/):
 `WSI-Precision_stage1_extract_claims.py` (claims from the reference), `WSI-Precision_stage2_evaluate_claims.py`
 (the prediction judged per reference claim), `WSI-Relevance_stage_1.py` (claims from the prediction) and
-`WSI-Relevance_stage_2.py` (the reference judged per prediction claim). Differences, on purpose:
+`WSI-Relevance_stage_2.py` (the reference judged per prediction claim). The instruction texts are the
+official ones verbatim except for these differences, all on purpose:
 - the reference-claims prompt receives the question as well as the answer (the official prompt asks to
   keep only claims that answer the question but its script never sends the question);
-- replies are parsed strictly: a JSON array of non-empty strings; a JSON array of
-  {claim, explanation, score} with exactly one entry per claim, in order, and score in {1, 0.7, 0.3, 0}.
-  When the server supports structured output the same arrays arrive wrapped as {"claims": [...]} /
-  {"evaluations": [...]} (strict JSON schemas need an object at the top); both shapes are accepted.
+- precision scoring, criterion 0: "(or does not mention it)" is added, as the paper defines 0 as
+  "incorrect or absent"; the official prompt says only "completely incorrect regarding the claim";
+- relevance scoring: "A claim that the ground truth answer does not address scores 0." replaces the
+  official "Ignore Unmentioned Claims: Do not evaluate claims that are not addressed ..." (skipped claims
+  would silently drop out of the mean and inflate WSI-Relevance);
+- output sections: claims "as a JSON list" (official: "as a list"), with "If nothing in the text
+  qualifies as a claim, output []."; evaluations as a JSON list, exactly one per claim in the given order,
+  the score one of the four numbers (the official prompt asks for "a list of dictionaries in plain text
+  format (not JSON)" and then calls json.loads on the reply); both may be wrapped in an object (below);
+- user messages: "Claims:\n<JSON list>\n\nPathology dialogue response:\n<answer>" (precision) and
+  "Claims:\n<JSON list>\n\nGround truth answer:\n<reference>" (relevance), where the official scripts
+  send f"claims:{python list repr} \n pathology dialogue responses:{answer}" and
+  f"claims:{claims} \n ground truth answer:{text}"; the claims prompts send the text as the official
+  ones do (plus the question, above);
+- requests: temperature 0 and a seed (the official scripts set neither); replies are parsed strictly:
+  a JSON array of non-empty strings; a JSON array of {claim, explanation, score} with exactly one entry
+  per claim, in order (an entry echoing another claim's exact text means the judge reordered them), and
+  score in {1, 0.7, 0.3, 0}; anything else is retried, then recorded as a
+  failure (the official scripts turn an unparsable reply into an empty list, i.e. a silently dropped
+  item). When the server supports structured output the same arrays arrive wrapped as
+  {"claims": [...]} / {"evaluations": [...]} (strict JSON schemas need an object at the top); both
+  shapes are accepted.
 
 Change any prompt text -> bump `PROMPT_VERSION` (it keys the judge cache and is stored on every score).
 """
@@ -137,8 +156,17 @@ def parse_claims(obj: Any) -> list[str]:
     return [claim.strip() for claim in claims]
 
 
-def parse_scores(obj: Any, n_claims: int | None = None) -> list[dict]:
-    """A JSON array of {claim, explanation, score} (or {"evaluations": [...]}), one per claim, in order."""
+def _same_claim_text(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .;:")
+
+
+def parse_scores(obj: Any, n_claims: int | None = None, claims: list[str] | None = None) -> list[dict]:
+    """A JSON array of {claim, explanation, score} (or {"evaluations": [...]}), one per claim, in order.
+
+    With `claims`, an evaluation that echoes ANOTHER claim's text exactly (not its own) means the judge
+    reordered them: invalid (scores are matched to claims by position). Reworded echoes are accepted."""
+    if claims is not None:
+        n_claims = len(claims)
     entries = _unwrap(obj, "evaluations")
     if not isinstance(entries, list):
         raise ReplyError(f"expected a JSON array of evaluations, got {type(entries).__name__}")
@@ -156,6 +184,13 @@ def parse_scores(obj: Any, n_claims: int | None = None) -> list[dict]:
         except ValueError as exc:
             raise ReplyError(f"evaluation {index}: {exc}") from exc
         parsed.append({"claim": entry["claim"], "explanation": entry["explanation"], "score": score})
+    if claims is not None:
+        given = [_same_claim_text(c) for c in claims]
+        for index, entry in enumerate(parsed):
+            echo = _same_claim_text(entry["claim"])
+            if echo != given[index] and echo in given:
+                raise ReplyError(f"evaluation {index} echoes claim {given.index(echo)}: the evaluations are out "
+                                 "of order (they must follow the claims' order)")
     return parsed
 
 
@@ -173,10 +208,12 @@ RELEVANCE_SCORING = Prompt(name="wsi_relevance.scoring", version=PROMPT_VERSION,
                            max_output_tokens=2048)
 
 
-def for_claims(prompt: Prompt, n_claims: int) -> Prompt:
-    """The scoring prompt whose parser also checks one evaluation per claim. Same name, version, system
-    and schema, so the same cache key (the cache key never includes the parser)."""
-    return replace(prompt, parse=lambda obj: parse_scores(obj, n_claims))
+def for_claims(prompt: Prompt, claims: list[str] | int) -> Prompt:
+    """The scoring prompt whose parser also checks one evaluation per claim, in the claims' order. Same name,
+    version, system and schema, so the same cache key (the cache key never includes the parser)."""
+    if isinstance(claims, int):
+        return replace(prompt, parse=lambda obj: parse_scores(obj, claims))
+    return replace(prompt, parse=lambda obj: parse_scores(obj, claims=list(claims)))
 
 
 def reference_claims_user(question: str, reference: str) -> str:

@@ -22,7 +22,9 @@ from curation.llm_types import (
     LLMFailure,
     Prompt,
     ReplyError,
+    cost_usd,
     decode_json_reply,
+    estimate_tokens,
 )
 from evaluation import judge_prompts as jp
 from evaluation.claim_scores import ClaimJudgement, MetricResult, is_blank
@@ -30,6 +32,8 @@ from evaluation.errors import JudgeConfigError
 from evaluation.judges import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
 from evaluation.nltk_resources import split_sentences
 from evaluation.predictions import ScoringItem
+
+_EXPLANATION_TOKENS = 45      # dry-run expectation per judged claim: explanation text and JSON keys
 
 
 class LLMJudge(Judge):
@@ -91,7 +95,7 @@ class LLMJudge(Judge):
             return MetricResult.no_claims()
         if is_blank(item.prediction):
             return MetricResult.blank_prediction(claims)
-        evaluations, failure = self._call(jp.for_claims(jp.PRECISION_SCORING, len(claims)),
+        evaluations, failure = self._call(jp.for_claims(jp.PRECISION_SCORING, claims),
                                           jp.precision_scoring_user(claims, item.prediction), "precision_scoring")
         return failure or self._scored(claims, evaluations)
 
@@ -104,7 +108,7 @@ class LLMJudge(Judge):
             return failure
         if not claims:
             return MetricResult.no_claims()
-        evaluations, failure = self._call(jp.for_claims(jp.RELEVANCE_SCORING, len(claims)),
+        evaluations, failure = self._call(jp.for_claims(jp.RELEVANCE_SCORING, claims),
                                           jp.relevance_scoring_user(claims, item.reference), "relevance_scoring")
         return failure or self._scored(claims, evaluations)
 
@@ -119,37 +123,63 @@ class LLMJudge(Judge):
             return None
 
     def dry_run(self, items: Sequence[ScoringItem]) -> dict:
-        """Exact for the claim prompts; for the scoring prompts exact where the claims are cached, else
-        estimated with the text's sentences standing in for its (unknown) claims."""
+        """Exact request counts and input tokens for the claim prompts; for the scoring prompts exact where
+        the claims are cached, else estimated with the text's sentences standing in for its (unknown)
+        claims. Output tokens twice: at each prompt's maximum (`output_tokens`, `cost_usd`: an upper bound)
+        and as expected (`output_tokens_expected`, `cost_usd_expected`): a claims reply restates its text
+        (~its tokens + 10%), a scoring reply echoes each claim plus ~45 tokens of explanation and keys."""
         users = {"reference_claims": [], "prediction_claims": [], "precision_scoring": [], "relevance_scoring": []}
+        expected = {name: [] for name in users}
+
+        def add(name: str, user: str, output_tokens: int) -> None:
+            users[name].append(user)
+            expected[name].append(output_tokens)
+
+        def claims_output(text: str) -> int:
+            return int(estimate_tokens(text) * 1.1) + 2
+
+        def scores_output(claims: list[str]) -> int:
+            return sum(estimate_tokens(c) + _EXPLANATION_TOKENS for c in claims) + 2
+
         for item in items:
             ref_user = jp.reference_claims_user(item.question, item.reference)
-            users["reference_claims"].append(ref_user)
+            add("reference_claims", ref_user, claims_output(item.reference))
             if is_blank(item.prediction):
                 continue
             pred_user = jp.prediction_claims_user(item.prediction)
-            users["prediction_claims"].append(pred_user)
+            add("prediction_claims", pred_user, claims_output(item.prediction))
             ref_claims = self._cached_claims(jp.REFERENCE_CLAIMS, ref_user)
             pred_claims = self._cached_claims(jp.PREDICTION_CLAIMS, pred_user)
             if ref_claims != []:
-                users["precision_scoring"].append(jp.precision_scoring_user(
-                    ref_claims or split_sentences(item.reference), item.prediction))
+                claims = ref_claims or split_sentences(item.reference)
+                add("precision_scoring", jp.precision_scoring_user(claims, item.prediction), scores_output(claims))
             if pred_claims != []:
-                users["relevance_scoring"].append(jp.relevance_scoring_user(
-                    pred_claims or split_sentences(item.prediction), item.reference))
+                claims = pred_claims or split_sentences(item.prediction)
+                add("relevance_scoring", jp.relevance_scoring_user(claims, item.reference), scores_output(claims))
         prompts = {"reference_claims": jp.REFERENCE_CLAIMS, "prediction_claims": jp.PREDICTION_CLAIMS,
                    "precision_scoring": jp.PRECISION_SCORING, "relevance_scoring": jp.RELEVANCE_SCORING}
-        per_prompt = {name: self.client.estimate(prompts[name], users[name]).to_dict() for name in prompts}
-        costs = [p["cost_usd"] for p in per_prompt.values()]
+        per_prompt = {}
+        for name, prompt in prompts.items():
+            estimate = self.client.estimate(prompt, users[name]).to_dict()
+            uncached = [min(out, prompt.max_output_tokens) for user, out in zip(users[name], expected[name])
+                        if self.client.cache.get(self.client.cache_key(prompt, user)) is None]
+            estimate["output_tokens_expected"] = sum(uncached)
+            estimate["cost_usd_expected"] = cost_usd(estimate["input_tokens"], sum(uncached),
+                                                     self.client.settings.prices)
+            per_prompt[name] = estimate
+
+        def total(key: str):
+            values = [p[key] for p in per_prompt.values()]
+            return None if any(v is None for v in values) else sum(values)
+
         return {"judge": self.identity.to_dict(),
-                "n_requests": sum(p["n_requests"] for p in per_prompt.values()),
-                "n_cached": sum(p["n_cached"] for p in per_prompt.values()),
-                "input_tokens": sum(p["input_tokens"] for p in per_prompt.values()),
-                "output_tokens": sum(p["output_tokens"] for p in per_prompt.values()),
-                "cost_usd": None if any(c is None for c in costs) else sum(costs),
-                "per_prompt": per_prompt,
-                "note": "approximate: ~4 characters per token, output at each prompt's maximum; scoring "
-                        "prompts whose claims are not cached yet are estimated from the text's sentences"}
+                "n_requests": total("n_requests"), "n_cached": total("n_cached"),
+                "input_tokens": total("input_tokens"), "output_tokens": total("output_tokens"),
+                "cost_usd": total("cost_usd"), "output_tokens_expected": total("output_tokens_expected"),
+                "cost_usd_expected": total("cost_usd_expected"), "per_prompt": per_prompt,
+                "note": "approximate: ~4 characters per token; output_tokens / cost_usd count every reply at its "
+                        "prompt's maximum (an upper bound), *_expected at its likely length; scoring prompts "
+                        "whose claims are not cached yet are estimated from the text's sentences"}
 
     def stats(self) -> dict:
         return self.client.stats.to_dict(self.client.settings.prices)

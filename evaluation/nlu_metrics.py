@@ -5,9 +5,10 @@ the Punkt model is missing: `evaluation.nltk_resources`); BLEU-n is NLTK `senten
 weights over 1..n-grams and `SmoothingFunction().method4`; METEOR is NLTK `single_meteor_score` on the
 tokens (WordNet synonyms when available, else exact + Porter-stem matching only). Deliberate
 differences, recorded in `settings()`:
-- ROUGE-L is the F1 of the longest common subsequence (`rouge-score`) over the same tokens lowercased;
-  the official script calls the `rouge` package, whose "rouge-l" is a summary-level (union-LCS over
-  '.'-split sentences) variant, so values can differ slightly;
+- ROUGE-L (`rouge_l`, Table 3) is the official script's value: the `rouge` package's summary-level
+  variant (distinct words on union LCSs of '.'-split "sentences", case kept), reproduced in `rouge_l`.
+  It is NOT the textbook LCS F1, which is reported beside it as `rouge_l_lcs` (`rouge-score`,
+  lowercased tokens); on WSI-Bench reports the two differ by up to ~0.17 (the official one is higher);
 - CIDEr (pycocoevalcap's CIDEr-D, sigma 6, x10 scale, as published there) is corpus-level: its IDF comes
   from the references of the items scored together (one task), so an item's value depends on its
   corpus. PTB tokenization is replaced by the NLTK tokens lowercased (the PTB tokenizer needs Java).
@@ -22,7 +23,7 @@ from typing import Sequence
 
 from evaluation.nltk_resources import tokenizer_name, word_tokenize, wordnet_reader
 
-NLU_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "meteor", "cider")
+NLU_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "meteor", "cider", "rouge_l_lcs")
 
 
 class _NoSynonyms:
@@ -57,7 +58,58 @@ def bleu_scores(reference_tokens: Sequence[str], candidate_tokens: Sequence[str]
 
 
 def rouge_l(reference_tokens: Sequence[str], candidate_tokens: Sequence[str]) -> float:
-    """ROUGE-L F1 (longest common subsequence) over lowercased tokens."""
+    """ROUGE-L F exactly as the official NLP_Metric.py gets it from the `rouge` package (1.0.1):
+    `Rouge().get_scores(" ".join(candidate), " ".join(reference))[0]["rouge-l"]["f"]`.
+
+    That is the package's summary-level variant, reproduced here (no dependency): both texts are split
+    into "sentences" at every "." character, sentences into words at single spaces (case kept); the
+    score counts the DISTINCT words that lie on a longest common subsequence of some reference sentence
+    and some candidate sentence (the package's `exclusive=True` sets), over the distinct words of the
+    reference (recall) and of the candidate (precision); F = 2PR / (P + R + 1e-8). Empty input -> 0.0,
+    as the official script's exception handling gives. `rouge_l_lcs` is the textbook LCS F1.
+    """
+    hyp, ref = _rouge_sentences(" ".join(candidate_tokens)), _rouge_sentences(" ".join(reference_tokens))
+    if not hyp or not ref:
+        return 0.0
+    hyp_words = [sentence.split(" ") for sentence in hyp]
+    ref_words = [sentence.split(" ") for sentence in ref]
+    n = len({w for words in hyp_words for w in words})
+    m = len({w for words in ref_words for w in words})
+    union: set[str] = set()
+    for reference in ref_words:
+        for candidate in hyp_words:
+            union |= set(_lcs_words(reference, candidate))
+    recall, precision = len(union) / m, len(union) / n
+    return 2.0 * ((precision * recall) / (precision + recall + 1e-8))
+
+
+def _rouge_sentences(text: str) -> list[str]:
+    """The `rouge` package's sentence split: at ".", pieces of length 0 dropped, whitespace collapsed."""
+    return [" ".join(piece.split()) for piece in text.split(".") if len(piece) > 0]
+
+
+def _lcs_words(x: list[str], y: list[str]) -> list[str]:
+    """The words of one longest common subsequence of x and y, traced back exactly as the `rouge`
+    package's `_recon_lcs` does (match, else up when strictly longer, else left); iterative."""
+    rows, cols = len(x), len(y)
+    table = [[0] * (cols + 1) for _ in range(rows + 1)]
+    for i in range(1, rows + 1):
+        for j in range(1, cols + 1):
+            table[i][j] = table[i - 1][j - 1] + 1 if x[i - 1] == y[j - 1] else max(table[i - 1][j], table[i][j - 1])
+    words, i, j = [], rows, cols
+    while i > 0 and j > 0:
+        if x[i - 1] == y[j - 1]:
+            words.append(x[i - 1])
+            i, j = i - 1, j - 1
+        elif table[i - 1][j] > table[i][j - 1]:
+            i -= 1
+        else:
+            j -= 1
+    return words
+
+
+def rouge_l_lcs(reference_tokens: Sequence[str], candidate_tokens: Sequence[str]) -> float:
+    """Textbook ROUGE-L F1 (longest common subsequence, `rouge-score`) over lowercased tokens."""
     from rouge_score import rouge_scorer
 
     if not candidate_tokens or not reference_tokens:
@@ -87,7 +139,7 @@ def item_metrics(reference: str, prediction: str) -> dict[str, float]:
     ref, cand = word_tokenize(reference), word_tokenize(prediction)
     b1, b2, b3, b4 = bleu_scores(ref, cand)
     return {"bleu_1": b1, "bleu_2": b2, "bleu_3": b3, "bleu_4": b4, "rouge_l": rouge_l(ref, cand),
-            "meteor": meteor(ref, cand)}
+            "meteor": meteor(ref, cand), "rouge_l_lcs": rouge_l_lcs(ref, cand)}
 
 
 def cider_scores(references: Sequence[str], predictions: Sequence[str]) -> list[float]:
@@ -107,6 +159,7 @@ def settings() -> dict:
     """How the NLU metrics were computed in this run (stored in summary.json)."""
     return {"tokenizer": tokenizer_name(),
             "bleu": "nltk sentence_bleu, uniform weights 1..n, SmoothingFunction().method4",
-            "rouge_l": "rouge-score LCS F1 over lowercased NLTK tokens (official script: `rouge` package)",
+            "rouge_l": "as the official script: `rouge` 1.0.1 summary-level ROUGE-L F over the NLTK tokens "
+                       "(reimplemented); rouge_l_lcs: rouge-score LCS F1 over lowercased tokens",
             "meteor": f"nltk single_meteor_score, matching {meteor_matching()}",
             "cider": "pycocoevalcap CIDEr-D (sigma 6, x10), corpus = the items of one task"}

@@ -121,6 +121,14 @@ def _inputs_and_failures(summary: dict) -> list[str]:
                          f"{entry['error']}")
         if len(fails) > MAX_LISTED:
             lines.append(f"- ... {len(fails) - MAX_LISTED} more in summary.json")
+    invalid = summary.get("invalid_references") or []
+    if invalid:
+        lines += ["", f"## Invalid references: {len(invalid)}", "",
+                  "Closed items whose reference is not one option letter / Yes / No; left out of the accuracy."]
+        for entry in invalid[:MAX_LISTED]:
+            lines.append(f"- {entry['task']} `{entry['question_id']}` {entry['reference']!r}: {entry['problem']}")
+        if len(invalid) > MAX_LISTED:
+            lines.append(f"- ... {len(invalid) - MAX_LISTED} more in summary.json")
     return lines + [""]
 
 

@@ -12,11 +12,12 @@ scores.jsonl: one JSON object per item, in prediction-file order (`SCORE_ROW_FIE
      error: str|null, stage: str|null, attempts: int|null}
   accuracy (closed items; null for open ones):
     {correct: bool|null, extracted: str|null, rule: str|null, reference_answer: str|null,
-     extractor_version: str}    (correct is null when the reference itself cannot be read)
+     extractor_version: str, reference_problem?: str|null}
+    (correct is null when the reference itself is invalid; reference_problem says why)
   nlu (report generation, or every open item with --nlu-all-open; else null):
-    {bleu_1, bleu_2, bleu_3, bleu_4, rouge_l, meteor, cider}
+    {bleu_1, bleu_2, bleu_3, bleu_4, rouge_l (official script's), meteor, cider, rouge_l_lcs?}
 summary.json: one object (`SUMMARY_FIELDS`); its groups (overall, capabilities.*, tasks.*) share
-  `GROUP_FIELDS`.
+  `GROUP_FIELDS`; optional `invalid_references` [{question_id, task, reference, problem}].
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from evaluation.answer_extraction import EXTRACTOR_VERSION, extract_answer
+from evaluation.answer_extraction import EXTRACTOR_VERSION, extract_answer, read_reference
 from evaluation.claim_scores import FAILED
 from evaluation.judges import ItemJudgement, JudgeIdentity
 from evaluation.predictions import ScoringItem
@@ -39,16 +39,18 @@ def open_row(item: ScoringItem, judgement: ItemJudgement, identity: JudgeIdentit
 
 
 def closed_row(item: ScoringItem) -> dict:
-    """Accuracy of a multiple-choice or yes/no item. An unreadable prediction is incorrect; an unreadable
-    reference (a data error) gives `correct: null`, left out of the mean and counted."""
+    """Accuracy of a multiple-choice or yes/no item. An unreadable prediction is incorrect; a reference
+    that is not strictly one option / Yes / No (a data error, `read_reference`) gives `correct: null`, left
+    out of the mean, counted and listed with `reference_problem`."""
     predicted = extract_answer(item.answer_format, item.prediction, item.question)
-    reference = extract_answer(item.answer_format, item.reference, item.question)
+    reference = read_reference(item.answer_format, item.reference, item.question)
     correct = None if reference.answer is None else predicted.answer == reference.answer
     return {**item_fields(item), "judge": None, "prompt_version": EXTRACTOR_VERSION, "approximate": False,
             "fingerprint": item_fingerprint(item, f"extractor:{EXTRACTOR_VERSION}"),
             "wsi_precision": None, "wsi_relevance": None,
             "accuracy": {"correct": correct, "extracted": predicted.answer, "rule": predicted.rule,
-                         "reference_answer": reference.answer, "extractor_version": EXTRACTOR_VERSION},
+                         "reference_answer": reference.answer, "extractor_version": EXTRACTOR_VERSION,
+                         "reference_problem": reference.problem},
             "nlu": None}
 
 

@@ -185,10 +185,8 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
             if row is None:
                 raise EvaluationError(f"internal: the judge returned no result for {item.key}")  # judge contract
             row.update(item_fields(item))
-        if _wants_nlu(item, config) and row["nlu"] is None:
-            row["nlu"] = nlu_metrics.item_metrics(item.reference, item.prediction)
-        elif not _wants_nlu(item, config):
-            row["nlu"] = None
+        if item.key in reused:     # recomputed, never reused: the metric code may have changed since
+            row["nlu"] = nlu_metrics.item_metrics(item.reference, item.prediction) if _wants_nlu(item, config) else None
         rows.append(row)
     _add_cider(rows)
     run = {"predictions": str(config.predictions), "references": config.references,

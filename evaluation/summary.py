@@ -117,6 +117,13 @@ def failures(rows: Iterable[dict]) -> list[dict]:
     return found
 
 
+def invalid_references(rows: Iterable[dict]) -> list[dict]:
+    """Closed items whose reference could not be read (left out of the accuracy), with the reason."""
+    return [{"question_id": row["question_id"], "task": row["task"], "reference": str(row.get("reference", ""))[:200],
+             "problem": row["accuracy"].get("reference_problem") or "unreadable reference"}
+            for row in rows if row["accuracy"] is not None and row["accuracy"]["correct"] is None]
+
+
 def summarize(rows: list[dict], *, judge: dict | None, judge_stats: dict, run: dict, inputs: dict,
               nlu_settings: dict | None) -> dict:
     by_task: dict[str, list[dict]] = {}
@@ -137,6 +144,6 @@ def summarize(rows: list[dict], *, judge: dict | None, judge_stats: dict, run: d
         "run": run, "inputs": inputs, "nlu_settings": nlu_settings, "answer_extractor_version": EXTRACTOR_VERSION,
         "overall": group_summary(rows), "capabilities": capabilities, "tasks": tasks,
         "table2": _table2(capabilities), "table3": _table3(capabilities.get(Capability.REPORT.value)),
-        "failures": failures(rows),
+        "failures": failures(rows), "invalid_references": invalid_references(rows),
     }
     return validate_summary(summary)

@@ -45,3 +45,25 @@ def test_import_both_formats_with_checks_and_no_duplicates(store, tmp_path):
     assert odd.checks_failed == ["mcq", "near_duplicate"]
     again = import_bench(store, [str(tmp_path / "bench")])
     assert store.count_pairs() == 4 and sum(i.get("already_stored", 0) for i in again.items) == 4
+
+
+def test_imported_regional_aspects_survive_export(store, tmp_path):
+    """Official rows of metadata tissue / cellular / infiltration are one task; the export must write each
+    back under its own metadata value, not all as the task's first one."""
+    from curation.export import export_dataset
+
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    rows = [{"question_id": f"{aspect}_{SLIDE}-1_1", "image": f"TCGA-BRCA/{SLIDE}.pt", "metadata": aspect,
+             "T-answer": f"The {aspect} shows nests of cells.", "question": f"What about the {aspect} here?"}
+            for aspect in ("tissue", "cellular", "infiltration")]
+    (folder / "WSI-Bench-test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    import_bench(store, [str(folder)])
+    store.add_annotator("lead", role="lead")
+    for item in store.queue("lead", limit=10):
+        store.submit_review(item.pair_id, "lead", "accepted", item.version)
+    out = export_dataset(store, tmp_path / "export", "lead")["path"]
+    exported = [json.loads(line) for f in sorted((out / "jsonl").glob("*.jsonl"))
+                for line in f.read_text().splitlines()]
+    assert sorted(r["metadata"] for r in exported) == ["cellular", "infiltration", "tissue"]
+    assert all(r["metadata"] in r["question_id"] for r in exported)

@@ -197,3 +197,40 @@ def test_a_cached_reply_that_no_longer_validates_is_requested_again(server, key,
     server.responder = lambda req: '["single"]'
     result = make_client(server, tmp_path).complete(strict, "x")
     assert result.value == ["single"] and not result.cached and server.request_count == 2
+
+
+def _echo_key_body(key: str) -> str:
+    return json.dumps({"error": {"message": f"Incorrect API key provided: {key}. Check it.",
+                                 "type": "invalid_request_error"}})
+
+
+def test_the_key_never_appears_in_errors_even_when_the_server_echoes_it(server, key, caplog):
+    """Proxies and self-hosted servers echo the key they received; the message that reaches the user, the
+    logs and summary.json (failure reasons) must carry a placeholder instead."""
+    server.queue(Reply(status=401, raw_body=_echo_key_body(key)))
+    with pytest.raises(LLMConfigError) as rejected:
+        make_client(server).complete(CLAIMS, "x")
+    assert key not in str(rejected.value) and "rejected the API key" in str(rejected.value)
+    server.queue(Reply(status=403, raw_body=_echo_key_body(key)))
+    outcome = make_client(server).try_complete(CLAIMS, "x")
+    assert isinstance(outcome, LLMFailure) and key not in outcome.error and "403" in outcome.error
+    server.queue(*[Reply(status=503, raw_body=_echo_key_body(key))] * 2)
+    with caplog.at_level("DEBUG"):
+        outcome = make_client(server, max_attempts=2).try_complete(CLAIMS, "x")
+    assert isinstance(outcome, LLMFailure) and key not in outcome.error
+    assert key not in caplog.text
+
+
+def test_one_refused_request_does_not_downgrade_structured_output_for_the_run(key):
+    """A 400 that is about the request (too long, bad parameter) is not proof that the server lacks
+    json_schema: later requests keep structured output."""
+    def responder(request):
+        if "too long" in request["messages"][-1]["content"]:
+            return Reply(status=400, raw_body=json.dumps({"error": {"message": "context length exceeded"}}))
+        return '["ok"]'
+
+    with OpenAIStandIn(responder=responder) as server:
+        client = make_client(server)
+        assert isinstance(client.try_complete(CLAIMS, "too long " * 10), LLMFailure)
+        assert client.complete(CLAIMS, "short").value == ["ok"]
+        assert server.requests[-1]["response_format"]["type"] == "json_schema"

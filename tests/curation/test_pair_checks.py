@@ -101,3 +101,72 @@ def test_choice_question_round_trip():
     released = "What is the TNM staging?  A) T1 N0 M0 B) T2 N0 M0 C) T3 N1 M0 D) T4 N0 M1"
     assert split_choice_question(released)[1]["D"] == "T4 N0 M1"
     assert split_choice_question("What is the grade?") == ("What is the grade?", None)
+
+
+# -- findings on the released WSI-Bench files (texts copied from them) -------------------------------------
+
+def test_options_differing_only_by_a_sign_are_distinct():
+    """HPV+ / HPV- flagged 'not distinct' on 23 of 926 released Molecular_Subtyping_choice_train pairs."""
+    hpv = PairDraft("molecular_subtyping_choice", "What is the molecular subtype in this cervical cancer?", "C",
+                    options={"A": "HPV+", "B": "MSI", "C": "HPV-", "D": "EBV-associated"})
+    assert results(hpv)["mcq"].status == "pass"
+    receptors = PairDraft("molecular_subtyping_choice", "Which receptor profile fits best?", "B",
+                          options={"A": "ER+/PR+", "B": "ER-/PR-", "C": "ER+/PR-", "D": "HER2+"})
+    assert results(receptors)["mcq"].status == "pass"
+    same = PairDraft("staging_choice", "What is the correct TNM staging?", "D",
+                     options={"A": "T2 N0 M0", "B": "T1 N1 M0", "C": "T2 N1 M1", "D": "T2  N0 M0"})
+    assert "A and D are not distinct" in results(same)["mcq"].detail
+
+
+@pytest.mark.parametrize("text, stem, options", [
+    ("Given a patient with a tumor invades submucosa (T4A), presence of metastasis can't be assessed (MX), and there "
+     "are 4 to 6 lymph nodes involved (N2B), what is the TNM staging? A) T3 N1 MX B) T4A N2B MX C) T4B N2A M0 "
+     "D) T2 N0 MX",
+     "Given a patient with a tumor invades submucosa (T4A), presence of metastasis can't be assessed (MX), and there "
+     "are 4 to 6 lymph nodes involved (N2B), what is the TNM staging?",
+     {"A": "T3 N1 MX", "B": "T4A N2B MX", "C": "T4B N2A M0", "D": "T2 N0 MX"}),
+    ("A patient has a tumor less than 5 cm, no distant metastasis, and micro-metastasis in one regional lymph node. "
+     "What is the correct TNM staging? A. T1 N1 M0 B. T2 N0 M0 C. T2 N1 M0 D. T3 N1 M1",
+     "A patient has a tumor less than 5 cm, no distant metastasis, and micro-metastasis in one regional lymph node. "
+     "What is the correct TNM staging?",
+     {"A": "T1 N1 M0", "B": "T2 N0 M0", "C": "T2 N1 M0", "D": "T3 N1 M1"}),
+])
+def test_released_choice_questions_split_into_their_stem_and_options(text, stem, options):
+    assert split_choice_question(text) == (stem, options)
+    draft = PairDraft("staging_choice", stem, "B", options=options)
+    assert results(draft)["schema"].status == "pass"
+
+
+@pytest.mark.parametrize("question, leaks", [
+    # generic words for the lesion name no diagnosis (released Specific_Feature_Description questions)
+    ("Are there nests and sheets of tumor cells present in the neoplasm?", False),
+    ("Does the carcinoma infiltrate the adipose tissue adjacent to the stomach?", False),
+    ("Do the carcinoma cells exhibit nuclear pleomorphism?", False),
+    ("Is there evidence of microvascular proliferation within the neoplasm?", False),
+    # the histological type itself
+    ("Are there mucin-rich areas present within the endometrioid carcinoma?", True),
+    ("Is there evidence of tubular formations within the adenocarcinoma?", True),
+    ("Are cribriform structures observed in the DCIS component?", True),
+    ("Are mitotic figures present within the glial neoplasm?", True),
+    ("What is the observed pattern of tumor infiltration in these metastatic melanoma lymph nodes?", True),
+])
+def test_diagnosis_leak_means_the_diagnosis_not_a_generic_word(question, leaks):
+    draft = PairDraft("specific_feature_description", question, "Yes, nests of atypical cells are present.")
+    check = results(draft, sources=CheckSources())["diagnosis_leak"]
+    assert (check.status == "fail") is leaks, check.detail
+    if not leaks:
+        assert check.data["generic_terms"]
+
+
+@pytest.mark.parametrize("question, problem", [
+    # released Prognosis_TF_question_train items (11 end in "Correct", 2 ask "good or poor?", all answered)
+    ("Given the diagnosis of squamous cell carcinoma with TNM staging of T1B2MXNX, is the prognosis good?  Correct",
+     "after the question mark"),
+    ("Considering the diagnosis of poorly differentiated invasive ductal carcinoma, is the prognosis randomly good "
+     "or poor?", "two alternatives"),
+])
+def test_ill_posed_yes_no_questions_are_flagged(question, problem):
+    schema = results(PairDraft("prognosis_yes_no", question, "No"), sources=CheckSources())["schema"]
+    assert schema.status == "fail" and problem in schema.detail
+    fine = "Given the diagnosis of poorly differentiated adenocarcinoma, is the prognosis good?"
+    assert results(PairDraft("prognosis_yes_no", fine, "No"), sources=CheckSources())["schema"].status == "pass"

@@ -139,3 +139,72 @@ def test_synoptic_fields_stay_and_receptor_lines_go():
     removed = {d["category"]: d["text"] for d in cleaned.removed_dicts()}
     assert removed["clinical"].startswith("Clinical Diagnosis & History:")
     assert removed["ihc"] == "Estrogen Receptor: Positive (95%)" and "intraoperative" in removed
+
+
+# -- realistic TCGA layouts (written for the review; typical of TCGA pathology report PDFs) -----------------
+
+GROSS_WITH_NOTE = """SURGICAL PATHOLOGY REPORT
+FINAL DIAGNOSIS:
+A. LEFT BREAST, MODIFIED RADICAL MASTECTOMY:
+- INVASIVE DUCTAL CARCINOMA, NOTTINGHAM GRADE 2.
+GROSS DESCRIPTION:
+A. Received fresh labeled "left breast" is an 850 gram mastectomy specimen with a 2.3 cm stellate mass.
+Note: Cold ischemia time less than 1 hour; fixation time 24 hours.
+Summary of sections: A1-A4 tumor.
+MICROSCOPIC DESCRIPTION:
+Sections show an infiltrating ductal carcinoma forming small nests and cords.
+"""
+
+
+def test_a_note_line_inside_the_gross_description_stays_removed():
+    cleaned = parse_sections(GROSS_WITH_NOTE)
+    assert cleaned.confident
+    assert "Cold ischemia" not in cleaned.text and "Cold ischemia" in cleaned.removed_text("gross")
+    assert "INVASIVE DUCTAL CARCINOMA" in cleaned.text and "small nests and cords" in cleaned.text
+
+
+SYNOPSIS = """FINAL DIAGNOSIS:
+Right breast, lumpectomy: invasive lobular carcinoma, Nottingham grade 2.
+
+CASE SYNOPSIS:
+SYNOPTIC - PRIMARY INVASIVE CARCINOMA OF BREAST
+Histologic Type: Invasive lobular carcinoma, classic type
+Ancillary Studies: ER positive (90%), PR positive (40%), HER2 negative (score 1+)
+Tumor Size: 1.8 cm
+Margins: Uninvolved by invasive carcinoma; closest margin 0.3 cm (superior)
+Lymph Nodes: 0/3 (sentinel)
+Pathologic Stage: pT1c pN0(sn)
+"""
+
+
+def test_an_ihc_field_inside_a_synoptic_block_removes_only_its_line():
+    cleaned = parse_sections(SYNOPSIS)
+    assert cleaned.confident
+    for kept in ("Tumor Size: 1.8 cm", "Margins: Uninvolved", "Lymph Nodes: 0/3", "pT1c pN0(sn)",
+                 "Histologic Type: Invasive lobular carcinoma"):
+        assert kept in cleaned.text
+    assert "ER positive" not in cleaned.text and "ER positive (90%)" in cleaned.removed_text("ihc")
+
+
+def test_a_case_synopsis_after_the_gross_description_is_kept():
+    text = ("GROSS DESCRIPTION:\nReceived in formalin is a 12 x 8 x 4 cm segment of colon.\nCASE SYNOPSIS:\n"
+            "Histologic Type: Adenocarcinoma\nHistologic Grade: G2\nPathologic Stage: pT3 pN0\n")
+    cleaned = parse_sections(text)
+    assert cleaned.confident, cleaned.reason
+    assert "Histologic Type: Adenocarcinoma" in cleaned.text and "Histologic Grade: G2" in cleaned.text
+    assert "segment of colon" not in cleaned.text
+
+
+@pytest.mark.parametrize("text, reason", [
+    # the diagnosis written before the first header (common in TCGA reports) must not be cut silently
+    ("COLON, SIGMOID, RESECTION: ADENOCARCINOMA, MODERATELY DIFFERENTIATED, INVADING THROUGH THE MUSCULARIS "
+     "PROPRIA. TWO OF FIFTEEN LYMPH NODES POSITIVE FOR METASTATIC CARCINOMA (2/15).\nTUMOR SUMMARY:\n"
+     "Histologic Type: Adenocarcinoma\nAJCC Stage: pT3 N1b\n", "before the first recognised header"),
+    # gross and microscopy in one section cannot be separated by headers
+    ("FINAL DIAGNOSIS:\nInvasive lobular carcinoma.\nGROSS AND MICROSCOPIC DESCRIPTION:\nThe specimen weighs 45 g. "
+     "Sections show single files of discohesive cells.\n", "gross and microscopic"),
+])
+def test_layouts_the_section_parser_cannot_clean_go_to_the_llm_pass(text, reason):
+    cleaned = parse_sections(text)
+    assert not cleaned.confident and reason in cleaned.reason
+    assert "weighs 45 g" not in cleaned.text

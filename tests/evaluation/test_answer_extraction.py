@@ -7,6 +7,7 @@ from evaluation.answer_extraction import (
     extract_choice,
     extract_yes_no,
     parse_options,
+    read_reference,
 )
 
 QUESTION = ("Based on the observed features, what is the histological classification? A) Squamous cell "
@@ -84,3 +85,93 @@ def test_option_contained_in_a_longer_matching_option_does_not_count():
     assert extract_answer("choice", "IDHwt", "Q? A) IDHmut B) IDHwt C) x D) y").answer == "B"
     with pytest.raises(ValueError):
         extract_answer("open", "text")
+
+
+# -- review findings on the released WSI-Bench closed items (questions copied verbatim from the files) --------
+
+POOR_Q = ("Given the diagnosis of metastatic malignant melanoma with TNM staging of T4BM0N0, is the prognosis poor?")
+GOOD_Q = ("Given the patient's diagnosis of poorly differentiated invasive ductal carcinoma, is the prognosis good?")
+BOTH_Q = ("Considering the diagnosis of poorly differentiated invasive ductal carcinoma, is the prognosis randomly "
+          "good or poor?")
+
+
+@pytest.mark.parametrize("question, prediction, answer", [
+    # ~30% of Prognosis_TF_question items ask "is the prognosis poor?": "poor" wording then means Yes
+    (POOR_Q, "The prognosis is poor.", "Yes"), (POOR_Q, "The prognosis is good.", "No"),
+    (POOR_Q, "Unfortunately, the prognosis is unfavorable.", "Yes"), (POOR_Q, "Prognosis is not good.", "Yes"),
+    (POOR_Q, "Yes, the prognosis is poor.", "Yes"), (POOR_Q, "No, the prognosis is good.", "No"),
+    # "poorly differentiated" in the question is not the asked polarity
+    (GOOD_Q, "The prognosis is poor.", "No"), (GOOD_Q, "The prognosis is good.", "Yes"),
+    (GOOD_Q, "The prognosis is good, with no lymph node involvement.", "Yes"),
+    (GOOD_Q, "Yes, the prognosis is good.", "Yes"), (GOOD_Q, "no", "No"),
+    ("is the prognosis for this patient poor?", "The outlook is poor.", "Yes"),
+    ("Is the prognosis for the diagnosis of invasive ductal carcinoma good?", "The outlook is poor.", "No"),
+    # an either/or question cannot map good/poor wording to Yes/No; explicit Yes/No still reads
+    (BOTH_Q, "The prognosis is poor.", None), (BOTH_Q, "Yes.", "Yes"),
+])
+def test_yes_no_polarity_follows_the_question(question, prediction, answer):
+    assert extract_answer("yes_no", prediction, question).answer == answer
+
+
+@pytest.mark.parametrize("prediction, answer", [
+    ("The answer is A because the tumor is smaller than 2 cm.", "A"), ("A is correct.", "A"),
+    ("A is the best answer", "A"), ("Answer: A since no nodes are involved", "A"),
+    ("A tumor is present.", None), ("The answer is a squamous cell carcinoma.", "A"),
+])
+def test_option_a_followed_by_a_connective_is_a_letter_not_the_article(prediction, answer):
+    assert extract_choice(prediction, OPTIONS).answer == answer
+
+
+LUMINAL_Q = ("Based on the historical data showing a positive ER status and low Ki-67 index, specimens commonly point "
+             "to Luminal A. Considering the requested HER2/neu testing, what is the expected molecular subtype of "
+             "this breast cancer? A) Luminal B B) HER2-enriched C) Basal D) Luminal A")
+T4A_Q = ("Given a patient with a tumor invades submucosa (T4A), presence of metastasis can't be assessed (MX), and "
+         "there are 4 to 6 lymph nodes involved (N2B), what is the TNM staging? A) T3 N1 MX B) T4A N2B MX "
+         "C) T4B N2A M0 D) T2 N0 MX")
+
+
+@pytest.mark.parametrize("question, expected", [
+    (LUMINAL_Q, {"A": "Luminal B", "B": "HER2-enriched", "C": "Basal", "D": "Luminal A"}),   # "Luminal A." in the stem
+    (T4A_Q, {"A": "T3 N1 MX", "B": "T4A N2B MX", "C": "T4B N2A M0", "D": "T2 N0 MX"}),
+    ("Which? (A) T1 N0 M0 (B) T2 N0 M0 (C) T3 N0 M0 (D) T4 N0 M0",
+     {"A": "T1 N0 M0", "B": "T2 N0 M0", "C": "T3 N0 M0", "D": "T4 N0 M0"}),
+    ("Subtype? A) Luminal A. B) Luminal B. C) Basal. D) HER2-enriched.",
+     {"A": "Luminal A.", "B": "Luminal B.", "C": "Basal.", "D": "HER2-enriched."}),
+])
+def test_options_are_the_last_complete_a_to_d_sequence(question, expected):
+    assert parse_options(question) == expected
+
+
+def test_option_text_of_a_stem_with_a_marker_like_word_is_read_right():
+    options = parse_options(LUMINAL_Q)
+    assert extract_choice("Luminal B", options).answer == "A"
+    assert extract_choice("The molecular subtype is Luminal A.", options).answer == "D"
+
+
+@pytest.mark.parametrize("reference, question, answer, problem", [
+    ("B", QUESTION, "B", None), ('B "', QUESTION, "B", None), ("C ```", QUESTION, "C", None),
+    ("(d).", QUESTION, "D", None), ("Adenocarcinoma", QUESTION, "B", None),
+    # a whole sentence, a question pasted as the answer, a letter that is not an option: invalid, never guessed
+    ("The answer is B because of the glands.", QUESTION, None, "not a single option letter"),
+    ("For a patient with a primary tumor that cannot be evaluated, what would be their TNM staging? A) TX N0 M0 "
+     "B) T1 N0 M1 C) T0 N1 M0 D) T2 N0 M1", QUESTION, None, "not a single option letter"),
+    ("D", "Which? A) x B) y C) z", None, "not one of the options"),
+    # two options with the same text: the item cannot tell them apart
+    ("D", "What is the correct TNM staging? A) T2 N0 M0 B) T1 N1 M0 C) T2 N1 M1 D) T2 N0 M0", None, "same text"),
+])
+def test_choice_references_are_read_strictly(reference, question, answer, problem):
+    reading = read_reference("choice", reference, question)
+    assert reading.answer == answer
+    assert (reading.problem is None) if problem is None else (problem in reading.problem)
+
+
+@pytest.mark.parametrize("reference, answer", [("Yes", "Yes"), ("no", "No"), (" No. ", "No"),
+                                                ("The prognosis is poor.", None), ("Correct", None)])
+def test_yes_no_references_are_read_strictly(reference, answer):
+    reading = read_reference("yes_no", reference, POOR_Q)
+    assert reading.answer == answer and (reading.problem is None) == (answer is not None)
+
+
+def test_asked_polarity_before_the_word_prognosis():
+    assert extract_answer("yes_no", "The prognosis is poor.", "Is this a poor prognosis?").answer == "Yes"
+    assert extract_answer("yes_no", "The prognosis is poor.", "Is this a good prognosis?").answer == "No"

@@ -132,3 +132,32 @@ def test_table2_avg_is_the_mean_of_nine_cells_and_majority_baselines():
     assert summary["capabilities"]["diagnosis"]["accuracy"]["majority_baseline"] == pytest.approx(2 / 3)
     assert summary["overall"]["accuracy"]["majority_baseline"] == pytest.approx((1 + 2 + 1) / 6)
     assert "WSI-LLaVA" in summary["table2"]["baselines"]
+
+
+def test_closed_items_with_an_invalid_reference_are_left_out_and_listed():
+    from evaluation.predictions import ScoringItem
+    from evaluation.score_rows import closed_row
+
+    def item(qid, question, reference, prediction):
+        return ScoringItem(question_id=qid, task="staging_choice", task_title="Staging (multiple choice)",
+                           capability="treatment_planning", answer_format="choice", source_task_name="Staging_choice",
+                           image="TCGA-XX/s.pt", question=question, reference=reference, prediction=prediction)
+
+    q = "What is the TNM staging? A) T1 N0 M0 B) T2 N0 M0 C) T3 N1 M0 D) T4 N0 M1"
+    duplicate = "What is the correct TNM staging? A) T2 N0 M0 B) T1 N1 M0 C) T2 N1 M1 D) T2 N0 M0"   # released data
+    rows = [closed_row(item("ok", q, "C ```", "C) T3 N1 M0")),
+            closed_row(item("dup", duplicate, "D", "T2 N0 M0")),
+            closed_row(item("sentence", q, "For a patient with ... what would be their TNM staging? A) TX", "A"))]
+    assert rows[0]["accuracy"]["correct"] is True and rows[0]["accuracy"]["reference_problem"] is None
+    assert rows[1]["accuracy"]["correct"] is None and "same text" in rows[1]["accuracy"]["reference_problem"]
+    assert rows[2]["accuracy"]["correct"] is None and rows[2]["accuracy"]["reference_answer"] is None
+    for r in rows:
+        r["nlu"] = None
+    summary = make_summary(rows)
+    acc = summary["tasks"]["staging_choice"]["accuracy"]
+    assert (acc["n"], acc["n_correct"], acc["n_invalid_reference"]) == (1, 1, 2)
+    assert [e["question_id"] for e in summary["invalid_references"]] == ["dup", "sentence"]
+    from evaluation.report_md import render_summary_md
+    assert "## Invalid references: 2" in render_summary_md({**summary, "inputs": {
+        "path": "p", "formats": [], "n_rows": 3, "n_items": 3, "references": None, "n_unmatched": 0, "n_missing": 0,
+        "n_duplicates": 0, "n_problems": 0, "unmatched": []}, "created_at": "t"})

@@ -104,3 +104,47 @@ def test_loaders_reject_other_schema_versions(tmp_path):
         load_scores(bad)
     with pytest.raises(SchemaError, match="no such summary"):
         load_summary(tmp_path / "summary.json")
+
+
+class _EveryClaimRight:
+    """A judge stand-in (no model, no network): one claim per text, each scored 1."""
+
+    def __init__(self):
+        from evaluation.judges import JudgeIdentity
+
+        self.identity = JudgeIdentity(name="stub", model="stub", prompt_version="stub-1", approximate=True)
+
+    def judge(self, items, on_result):
+        from evaluation.claim_scores import ClaimJudgement, MetricResult
+        from evaluation.judges import ItemJudgement
+
+        for item in items:
+            one = MetricResult.scored([ClaimJudgement(item.reference, 1.0, "stub")])
+            on_result(item, ItemJudgement(precision=one, relevance=one))
+
+    def dry_run(self, items):
+        return {}
+
+    def stats(self):
+        return {}
+
+
+def test_rerun_recomputes_the_nlu_metrics_of_reused_rows(tmp_path):
+    """A reused judged row keeps its judgement, but its NLU values are recomputed: a stored value from an
+    older metric implementation (e.g. before ROUGE-L followed the official script) must not survive."""
+    from evaluation.judges import JudgeConfig
+    from evaluation.scorer import ScoreConfig, run_scoring
+
+    preds = write_jsonl(tmp_path / "preds.jsonl", own_rows({("1_Report", "S1-1"): "An invasive ductal carcinoma."}))
+    config = ScoreConfig(predictions=preds, out_dir=tmp_path / "out", judge=JudgeConfig(name="offline"))
+    first = run_scoring(config, judge=_EveryClaimRight(), emit=lambda m: None)
+    scores = tmp_path / "out" / "scores.jsonl"
+    rows = [json.loads(line) for line in scores.read_text().splitlines()]
+    for r in rows:
+        if r["nlu"]:
+            r["nlu"]["rouge_l"] = 123.0
+    scores.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    second = run_scoring(config, judge=_EveryClaimRight(), emit=lambda m: None)
+    assert second["run"]["n_reused"] == 5 and second["run"]["n_judged"] == 0
+    assert second["table3"]["ours"]["rouge_l"] == pytest.approx(first["table3"]["ours"]["rouge_l"])
+    assert second["table3"]["ours"]["rouge_l"] < 1.0

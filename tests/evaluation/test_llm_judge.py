@@ -171,6 +171,17 @@ def test_dry_run_sends_nothing_and_writes_nothing(server, key, tmp_path):
     assert server.request_count == 0 and not (tmp_path / "out").exists()
 
 
+def test_dry_run_gives_an_expected_cost_beside_the_upper_bound(server, key, tmp_path):
+    """Every reply at its prompt's maximum (1024 / 2048 tokens) is an upper bound several times the likely
+    cost; the plan shows both."""
+    cfg = config(server, tmp_path, price_input_per_1m_usd=2.5, price_output_per_1m_usd=10.0)
+    cfg.dry_run = True
+    estimate = run_scoring(cfg, emit=quiet)["judge_estimate"]
+    assert 0 < estimate["output_tokens_expected"] < estimate["output_tokens"] / 10
+    assert 0 < estimate["cost_usd_expected"] < estimate["cost_usd"]
+    assert estimate["per_prompt"]["precision_scoring"]["output_tokens_expected"] > 0
+
+
 def test_cli_exit_codes_and_missing_key(server, key, tmp_path, monkeypatch, capsys):
     preds = write_jsonl(tmp_path / "preds.jsonl", own_rows(PREDICTIONS))
     args = ["score", str(preds), "--out", str(tmp_path / "out"), "--judge", "openai", "--judge-base-url",
@@ -184,3 +195,20 @@ def test_cli_exit_codes_and_missing_key(server, key, tmp_path, monkeypatch, caps
     assert "TEST_JUDGE_KEY is not set" in err and "Traceback" not in err
     with pytest.raises(JudgeConfigError, match="--judge-model"):
         run_scoring(ScoreConfig(preds, tmp_path / "o2", JudgeConfig(name="openai")), emit=quiet)
+
+
+def test_evaluations_in_another_order_than_the_claims_are_invalid():
+    """Scores are matched to claims by position; a judge that echoes the claims in another order would
+    silently give each claim another claim's score."""
+    from curation.llm_types import ReplyError
+
+    claims = ["The tumor is grade 2.", "Lymphovascular invasion is present."]
+    swapped = [{"claim": claims[1], "explanation": "yes", "score": 1},
+               {"claim": claims[0], "explanation": "no", "score": 0}]
+    with pytest.raises(ReplyError, match="out of order"):
+        jp.for_claims(jp.PRECISION_SCORING, claims).parse(swapped)
+    reworded = [{"claim": "Tumor grade 2", "explanation": "e", "score": 0.7},
+                {"claim": claims[1], "explanation": "e", "score": 1}]
+    assert [e["score"] for e in jp.for_claims(jp.PRECISION_SCORING, claims).parse(reworded)] == [0.7, 1.0]
+    with pytest.raises(ReplyError, match="one per claim"):
+        jp.for_claims(jp.PRECISION_SCORING, claims).parse(reworded[:1])

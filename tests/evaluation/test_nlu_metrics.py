@@ -29,9 +29,45 @@ def test_bleu_by_hand():
 
 
 def test_rouge_l_by_hand():
-    # LCS "the cat on the mat" = 5 of 6 tokens on both sides -> P = R = F = 5/6
-    assert nlu_metrics.rouge_l(REF, CAND) == pytest.approx(5 / 6)
-    assert nlu_metrics.rouge_l(word_tokenize("The Cat"), word_tokenize("the cat")) == pytest.approx(1.0)
+    # the textbook LCS F1: "the cat on the mat" = 5 of 6 tokens on both sides -> P = R = F = 5/6
+    assert nlu_metrics.rouge_l_lcs(REF, CAND) == pytest.approx(5 / 6)
+    assert nlu_metrics.rouge_l_lcs(word_tokenize("The Cat"), word_tokenize("the cat")) == pytest.approx(1.0)
+
+
+# (reference, candidate, ROUGE-L F of the official NLP_Metric.py), the values printed by the `rouge` 1.0.1
+# package it calls: Rouge().get_scores(" ".join(candidate tokens), " ".join(reference tokens))[0]["rouge-l"]["f"]
+OFFICIAL_ROUGE_L = [
+    # one "sentence" each; DISTINCT words: the cat is on mat (5) / the cat sat on mat (5); LCS words {the cat on
+    # mat} -> P = R = 4/5
+    ("the cat is on the mat", "the cat sat on the mat", 0.7999999950000002),
+    ("The Cat", "the cat", 0.0),                                  # case is kept
+    # sentences split at ".": union of LCS words over sentence pairs {a} + {c d} = 3 of 4 distinct words each
+    ("a b . c d .", "c d . a x .", 0.749999995),
+    ("Tumor size 2.5 cm. Grade 2.", "Grade 2. Tumor size 3 cm.", 0.8333333283333335),
+    # two real WSI-Bench test reports (WSI-Bench-test.jsonl, metadata Report)
+    ("Microscopic observation of the pathology slide reveals a well-differentiated adenocarcinoma characterized by "
+     "tumor cells forming acinar structures within the confines of the tumor. There are zones of geographic "
+     "necrosis noted within the tumor. The tumor does not exhibit evidence of vascular invasion or perineural "
+     "permeation. Based on these observations, the diagnosis is adenocarcinoma.",
+     "Microscopic observation of the pathology slide reveals moderately differentiated epithelial cells forming "
+     "glandular structures with slight deviation from normal endometrial tissue architecture. The nuclei show "
+     "moderate variability in size and shape, indicating nuclear pleomorphism. There is no evidence of lymphatic "
+     "or venous vascular invasion. Based on these observations, the diagnosis is endometrioid adenocarcinoma.",
+     0.4946236509608048),
+]
+
+
+@pytest.mark.parametrize("reference, candidate, expected", OFFICIAL_ROUGE_L)
+def test_rouge_l_is_the_official_scripts_value(reference, candidate, expected):
+    """Table 3 compares with numbers from NLP_Metric.py, whose ROUGE-L is the `rouge` package's summary-level
+    variant (up to ~0.17 above the textbook LCS F1 on WSI-Bench reports): rouge_l must equal it."""
+    assert nlu_metrics.rouge_l(word_tokenize(reference), word_tokenize(candidate)) == pytest.approx(expected, abs=1e-12)
+    assert nlu_metrics.rouge_l([], word_tokenize(candidate)) == 0.0 == nlu_metrics.rouge_l(word_tokenize(reference), [])
+
+
+def test_rouge_l_handles_long_sentences_without_recursion():
+    tokens = [f"w{i % 700}" for i in range(3000)]       # the package's recursive trace-back would fail here
+    assert nlu_metrics.rouge_l(tokens, tokens) == pytest.approx(1.0, abs=1e-7)
 
 
 def test_meteor_by_hand_exact_and_stem():
@@ -62,6 +98,15 @@ def test_cider_is_corpus_level():
 
 def test_item_metrics_of_an_empty_prediction_are_zero():
     assert set(nlu_metrics.item_metrics("The cat is on the mat.", " ").values()) == {0.0}
+
+
+def test_item_metrics_report_both_rouge_l_variants():
+    values = nlu_metrics.item_metrics(OFFICIAL_ROUGE_L[-1][0], OFFICIAL_ROUGE_L[-1][1])
+    assert values["rouge_l"] == pytest.approx(OFFICIAL_ROUGE_L[-1][2])
+    assert values["rouge_l_lcs"] == pytest.approx(0.47863247863247865)
+    # BLEU and METEOR of the same pair as NLP_Metric.py computes them (same NLTK calls and tokens)
+    assert [values[f"bleu_{n}"] for n in range(1, 5)] == pytest.approx(
+        [0.5084745762711864, 0.41873149007826926, 0.33296036977757876, 0.2849360517383335])
 
 
 def test_tokenizer_matches_word_tokenize_conventions():
