@@ -52,7 +52,7 @@ def _predict_parser(sub) -> None:
     p.add_argument("--load-4bit", action="store_true", help="load the language model in 4-bit (bitsandbytes)")
     p.add_argument("--tasks", nargs="+", help="only these tasks (file stems, metadata values or task ids)")
     p.add_argument("--split", help="only files of this split (e.g. test) when --benchmark is a folder/Hub id")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="answer length limit (official: 1024)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="0 = greedy (default; the official script samples at 0.2)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")

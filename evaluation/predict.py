@@ -42,7 +42,7 @@ class PredictConfig:
     load_4bit: bool = False
     tasks: list[str] | None = None
     split: str | None = None
-    max_new_tokens: int = 512
+    max_new_tokens: int = 1024                  # the official model_vqa.py setting
     temperature: float = 0.0
     no_repeat_ngram_size: int = 3
     seed: int | None = 0

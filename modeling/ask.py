@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--load-4bit", action="store_true", help="4-bit nf4 language model (bitsandbytes)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="answer length limit (official: 1024)")
     parser.add_argument("--temperature", type=float, default=0.2, help="0 = greedy (official: 0.2)")
     parser.add_argument("--no-repeat-ngram-size", type=int, default=3, help="0 disables (official: 3)")
     parser.add_argument("--seed", type=int, help="sampling seed")
