@@ -22,6 +22,9 @@ log = logging.getLogger("wsi_llava.app")
 APP_CSS = """
 #qa-model-banner { border-left: 4px solid var(--color-accent); padding-left: 10px; }
 #qa-model-banner p { margin: 4px 0; }
+#qa-turn-status { min-height: 2.5em; }
+#review-message { min-height: 2em; }
+#metrics-status { min-height: 2em; }
 """
 GRADIO_CACHE_MAX_AGE_S = 3600       # Gradio's own upload cache: checked and cleaned hourly
 
@@ -68,7 +71,13 @@ def build_services(config: AppConfig):
 
 
 def start_background(services) -> None:
-    """Start loading the model (unless preloading is off) and listing examples and server slides."""
+    """Start loading the model (unless preloading is off) and listing examples and server slides. When one of
+    them is on the Hub and the Hub cannot be reached, Hub access is switched off first (a few seconds at most),
+    so they fail at once with "offline?" rather than after a minute of connection retries."""
+    from modeling.model_manager import settle_hub_access
+
+    config = services.config
+    settle_hub_access([config.model, *([config.benchmark, config.features_root] if config.examples_enabled else [])])
     if services.config.preload:
         services.models.start()
     for task in (services.examples, services.server_listing):

@@ -48,6 +48,10 @@ from curation.store_schema import (
 ROLES = ("annotator", "lead")
 
 
+
+# How a refused verdict is named in the stale-save message.
+_VERDICT_NOUNS = {"accepted": "acceptance", "edited": "edit", "rejected": "rejection", "undo": "undo"}
+
 class _Stale(Exception):
     def __init__(self, current: int) -> None:
         super().__init__(current)
@@ -297,7 +301,8 @@ class ReviewBook:
                                                  details=attempted)))
         raise StaleVersionError(
             f"Pair {pair_id} changed after you opened it (you saved on version {expected_version}, it is now "
-            f"version {current}). Your {verdict} was NOT saved; the attempt is kept in the audit log. "
+            f"version {current}). Your {_VERDICT_NOUNS.get(verdict, verdict)} was NOT saved; the attempt is kept "
+            "in the audit log. "
             "Reload the pair, look at it again and save once more.", pair_id, expected_version, current)
 
     # -- progress and audit ----------------------------------------------------------------------

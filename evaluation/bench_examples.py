@@ -35,7 +35,8 @@ class SlideExample:
     @property
     def label(self) -> str:
         project = PurePosixPath(self.image).parent.name
-        return f"{self.slide_id}{f' ({project})' if project else ''} · {len(self.items)} questions"
+        count = len(self.items)
+        return f"{self.slide_id}{f' ({project})' if project else ''} · {count} question{'' if count == 1 else 's'}"
 
     def question_label(self, index: int) -> str:
         item = self.items[index]
@@ -64,6 +65,26 @@ def _looks_like_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not Path(text).exists() and not text.startswith((".", "/", "~"))
 
 
+def _hub_unreachable(exc: BaseException) -> bool:
+    """A connection failure or huggingface_hub's offline mode, anywhere in the exception's chain."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    while exc is not None:
+        if isinstance(exc, (OfflineModeIsEnabled, ConnectionError, TimeoutError)) or \
+                type(exc).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout"):
+            return True
+        if isinstance(exc, OSError) and exc.errno is not None and exc.errno < 0:     # DNS: EAI_* codes
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _hub_reason(exc: BaseException) -> str:
+    if _hub_unreachable(exc):
+        return "the Hugging Face Hub cannot be reached from this machine (offline?)"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class ExampleCatalog:
     def __init__(self, benchmark: str, features: str, split: str | None = "test", max_slides: int = 100,
                  revision: str | None = None):
@@ -81,8 +102,15 @@ class ExampleCatalog:
         problems: list[str] = []
         try:
             items = read_benchmark(self.benchmark, split=self.split, problems=problems)
-        except CurationError as exc:
-            raise EvaluationError(f"WSI-Bench examples: {exc}") from exc
+        except Exception as exc:
+            if _looks_like_hub_id(self.benchmark) and (_hub_unreachable(exc) or not isinstance(exc, CurationError)):
+                raise EvaluationError(f"WSI-Bench examples: cannot download the questions of the Hub dataset "
+                                      f"{self.benchmark}: {_hub_reason(exc)}. Without network access, point "
+                                      "--benchmark (WSI_LLAVA_BENCHMARK) at a local folder of WSI-Bench files "
+                                      "and --features-root (WSI_LLAVA_FEATURES_ROOT) at the slide tokens.") from exc
+            if isinstance(exc, CurationError):
+                raise EvaluationError(f"WSI-Bench examples: {exc}") from exc
+            raise
         by_image: dict[str, list[BenchItem]] = {}
         for item in items:
             by_image.setdefault(item.image, []).append(item)
@@ -130,8 +158,8 @@ class ExampleCatalog:
             files = set(HfApi().list_repo_files(self.features, repo_type="dataset", revision=self.revision))
         except Exception as exc:   # offline, not found, gated, HTTP errors: all mean "cannot list it"
             raise EvaluationError(f"WSI-Bench examples: cannot list the Hub dataset {self.features} "
-                                  f"({type(exc).__name__}: {exc}). Without network access, use a local features "
-                                  "folder instead.") from exc
+                                  f"({_hub_reason(exc)}). Without network access, point --features-root "
+                                  "(WSI_LLAVA_FEATURES_ROOT) at a local folder of slide tokens instead.") from exc
 
         def find(image: str) -> str | None:
             for candidate in slide_input_candidates(Path(""), image):

@@ -13,18 +13,29 @@ there. 4-bit policy: "auto" quantises the language model on CUDA only, "always" 
 nowhere. Every failure becomes a ModelError whose message says what went wrong and how to fix it
 (offline, gated, missing weights, out of GPU or host memory); nothing falls back to random weights
 unless `get(demo=True)` is asked for explicitly.
+
+Offline machines: `settle_hub_access([...sources])` probes the Hub once (a TCP connection, seconds at
+most) when a source is a Hub id; when it cannot be reached, huggingface_hub is switched to offline mode
+for the process, so cached files still load and everything else fails at once with "offline?", instead
+of after a minute of connection retries per file.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from modeling.background import DONE, FAILED, IDLE, BackgroundTask
 from modeling.demo_model import DEMO_MODEL_NAME
 from modeling.errors import ModelError
 
+log = logging.getLogger("wsi_llava.app")
+
 LOAD_4BIT_POLICIES = ("auto", "always", "never")
+HUB_PROBE_TIMEOUT_S = 3.0
 LOADING, READY, FAILED_STATE, NOT_STARTED = "loading", "ready", "failed", "not started"
 
 
@@ -76,6 +87,44 @@ def converted_folder(spec: ModelSpec) -> Path:
     return Path(spec.convert_dir) / (spec.source.replace("/", "--") + revision + suffix)
 
 
+def looks_like_hub_id(source: str | None) -> bool:
+    """`owner/name` that is not an existing local path."""
+    text = (source or "").strip()
+    parts = text.split("/")
+    return (len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
+            and not Path(text).expanduser().exists())
+
+
+def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hub endpoint (HF_ENDPOINT) opens within `timeout_s`."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def settle_hub_access(sources, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """When one of `sources` is a Hub id and the Hub cannot be reached, switch huggingface_hub to offline
+    mode for this process (cached files still load; the rest fail at once, saying "offline?"). Returns a
+    note saying so, else None. Nothing is probed when no source is on the Hub or offline mode is on."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or not any(looks_like_hub_id(s) for s in sources):
+        return None
+    if hub_reachable(timeout_s):
+        return None
+    constants.HF_HUB_OFFLINE = True
+    note = (f"The Hugging Face Hub ({constants.ENDPOINT}) cannot be reached from this machine: Hub downloads are "
+            "off for this run, only files already in the local cache are used. Restart when online.")
+    log.warning(note)
+    return note
+
+
 def load_configured(spec: ModelSpec, report=lambda phase: None):
     """Load `spec` (converting a known LLaVA-layout checkpoint first); every failure is a ModelError."""
     from modeling.checkpoints import KNOWN_CHECKPOINTS, load_model
@@ -88,7 +137,8 @@ def load_configured(spec: ModelSpec, report=lambda phase: None):
         if known is not None and known.kind == "llava_layout":
             folder = converted_folder(spec)
             if not (folder / "config.json").is_file():
-                report(f"downloading {source} and converting it to {folder} (first start only; ~14 GB)")
+                report(f"fetching {source} from the Hub and converting it to {folder} (first start only; "
+                       "~14 GB to download)")
                 from modeling.convert_llava import convert
 
                 convert(source, folder, revision=spec.revision, slide_encoder=spec.slide_encoder)

@@ -46,6 +46,9 @@ class SlideQaSession:
     chat_model: object | None = None     # the LoadedModel the chat runs on
     example: object | None = None        # the WSI-Bench example (evaluation.bench_examples.SlideExample)
     bench_item: object | None = None     # the WSI-Bench question picked from the example
+    bench_score: object | None = None    # the live score of the answer to `bench_item` (kept over follow-ups)
+    mpp_from_field: tuple | None = None  # (path, name, source): a slide without MPP metadata; it takes the typed one
+    overview_redrawn: bool = False       # tiled again for another tile encoder: the overview shown is older
     use_demo: bool = False               # this person accepted the untrained demo model
     steps: list[Step] = field(default_factory=list)
     prefix_encodings: int = 0            # how often the slide prefix was computed (once per slide and model)
@@ -57,7 +60,8 @@ class SlideQaSession:
 
     def clear_slide(self) -> None:
         self.name = self.source = self.tiled = self.inputs = self.inputs_encoder = None
-        self.chat = self.chat_model = self.example = self.bench_item = None
+        self.chat = self.chat_model = self.example = self.bench_item = self.bench_score = None
+        self.mpp_from_field, self.overview_redrawn = None, False
         self.steps, self.prefix_encodings, self.turns = [], 0, 0
 
     def set_tiled(self, name: str, source: str, tiled: TiledSlide) -> None:
@@ -81,6 +85,7 @@ class SlideQaSession:
         """Forget the turns, keep the slide and its cached prefix."""
         if self.chat is not None:
             self.chat.history.clear()
+        self.bench_score = None
 
     def stream(self, question: str, settings, generate=None) -> Iterator[str]:
         """The answer's pieces as they are generated (the chat must exist: see `ensure_chat`).
@@ -129,7 +134,9 @@ def ensure_chat(session: SlideQaSession, loaded, settings: PipelineSettings = Pi
         if session.tiled.tile_encoder != config.tile_encoder:
             progress(0.0, f"tiling again for the {config.tile_encoder} tile encoder")
             retiled = tile_for_model(session.tiled.path, config, settings)
-            session.tiled, session.steps = retiled, session.steps + retiled.steps
+            again = [Step(f"{step.name} again, for the {config.tile_encoder} tile encoder", step.seconds, step.detail)
+                     for step in retiled.steps]
+            session.tiled, session.steps, session.overview_redrawn = retiled, session.steps + again, True
         started = time.monotonic()
         session.inputs = extract(session.tiled, loaded, settings, lambda f, m: progress(0.85 * f, m))
         session.inputs_encoder = config.tile_encoder

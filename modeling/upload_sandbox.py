@@ -2,7 +2,7 @@
 limit, multi-file slides (DICOM, MIRAX, VMS) as a .zip or a folder, and no path outside allowed roots.
 
     sandbox = UploadSandbox(Path("/tmp/wsi-llava-uploads"), max_bytes=4 << 30, incoming_roots=[gradio_cache])
-    slide = sandbox.accept(session_id, "/tmp/gradio/3f.../slide.svs")    # moved into the session's folder
+    slide = sandbox.accept(session_id, "/tmp/gradio/3f.../slide.svs")    # linked into the session's folder
     slide = sandbox.accept_folder(session_id, [".../1.dcm", ".../2.dcm"])  # a DICOM folder, file by file
     sandbox.discard(session_id)                                            # the session's folder is deleted
     path = confine("slides/a.svs", roots=[Path("/data/slides")])           # PathNotAllowedError outside
@@ -17,6 +17,7 @@ slide: a DICOM WSI (its .dcm instances) or one slide file with its companion fil
 from __future__ import annotations
 
 import re
+import os
 import shutil
 import stat
 import time
@@ -144,14 +145,14 @@ class UploadSandbox:
 
     # -- accepting ---------------------------------------------------------------------------------
     def accept(self, session_id: str, upload: str | Path, original_name: str | None = None) -> Path:
-        """Move one uploaded file (a slide or a .zip of one) into the session's folder; returns the slide path."""
+        """Take one uploaded file (a slide or a .zip of one) into the session's folder; returns the slide path."""
         source = self._incoming(upload)
         name = safe_name(original_name or source.name)
         suffix = self._check_type(name)
         self._check_size(name, source.stat().st_size)
         slot = self._fresh_slot(session_id)
         target = slot / name
-        shutil.move(str(source), target)
+        _take(source, target)
         if suffix in ARCHIVE_SUFFIXES:
             extracted = slot / "unpacked"
             self._unzip(target, extracted)
@@ -175,7 +176,7 @@ class UploadSandbox:
         for index, source in enumerate(sources):
             name = safe_name(source.name)
             target = folder / name if not (folder / name).exists() else folder / f"{index}-{name}"
-            shutil.move(str(source), target)
+            _take(source, target)
         return folder
 
     def _unzip(self, archive: Path, out: Path) -> None:
@@ -222,3 +223,16 @@ class UploadSandbox:
         listing = ", ".join(sorted(str(p.relative_to(folder)) for p in files)[:6]) or "nothing"
         raise UploadError(f"{archive_name}: expected one slide (a DICOM WSI folder or one slide file with its "
                           f"companion files), found {len(slides)} slide files; the archive holds: {listing}.")
+
+
+def _take(source: Path, target: Path) -> None:
+    """Give the session its own copy of an upload: a hard link when possible, else a copy.
+
+    Gradio keeps uploads in a cache shared by content hash, so two sessions uploading the same bytes get
+    the same cached file; moving it away would break the other session. Gradio deletes its cached copy
+    itself (app.py sets `delete_cache`); the session's copy goes with the session's folder.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

@@ -124,8 +124,8 @@ SETTINGS: tuple[Setting, ...] = (
             "tile-reading worker processes for feature extraction (auto: the slide pipeline's default)"),
     Setting("tile_batch_size", "WSI_LLAVA_TILE_BATCH_SIZE", "--tile-batch-size", "64", _positive(int),
             "tiles per tile-encoder batch"),
-    Setting("max_new_tokens", "WSI_LLAVA_MAX_NEW_TOKENS", "--max-new-tokens", "512", _positive(int),
-            "default answer length limit (tokens); adjustable in the tab"),
+    Setting("max_new_tokens", "WSI_LLAVA_MAX_NEW_TOKENS", "--max-new-tokens", "1024", _positive(int),
+            "default answer length limit (tokens; the official setting is 1024); adjustable in the tab"),
     Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "0.2", float,
             "default sampling temperature (0 = greedy; the official setting is 0.2)"),
     Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_CHOICES),
@@ -170,7 +170,7 @@ class AppConfig:
     session_ttl_min: float = 120.0
     tile_workers: int | None = None
     tile_batch_size: int = 64
-    max_new_tokens: int = 512
+    max_new_tokens: int = 1024
     temperature: float = 0.2
     judge: str = "offline"
     judge_model: str | None = None

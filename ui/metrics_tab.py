@@ -28,10 +28,19 @@ from evaluation.results_view import (
 )
 
 
+def _two_lines(label: str, width: int = 16) -> str:
+    """A long task title broken at a space into two lines (the spoke labels at 3 o'clock are not cut off)."""
+    if len(label) <= width or " " not in label:
+        return label
+    cut = min((i for i, ch in enumerate(label) if ch == " "), key=lambda i: abs(i - len(label) / 2))
+    return f"{label[:cut]}<br>{label[cut + 1:]}"
+
+
 def radar_figure(runs: list[Run], metric: str, title: str):
     import plotly.graph_objects as go
 
     data = radar_series(runs, metric)
+    data = {**data, "axes": [_two_lines(axis) for axis in data["axes"]]}
     figure = go.Figure()
     for label, values in data["series"].items():
         # A task the run did not score is a gap on its spoke, never a 0.
@@ -41,6 +50,11 @@ def radar_figure(runs: list[Run], metric: str, title: str):
         theta, r = [axis for axis, _ in kept], [value for _, value in kept]
         figure.add_trace(go.Scatterpolar(r=r + r[:1], theta=theta + theta[:1], fill="toself", name=label,
                                          opacity=0.6, mode="lines+markers"))
+    if not figure.data:        # nothing scored yet: draw the empty spokes (plotly would draw x/y axes instead)
+        figure.add_trace(go.Scatterpolar(r=[0] * len(data["axes"]), theta=data["axes"], mode="lines",
+                                         line={"color": "rgba(0,0,0,0)"}, showlegend=False, hoverinfo="skip"))
+        figure.add_annotation(text="Load a run to see its scores per task<br>(the paper publishes no per-task "
+                                   "baselines)", showarrow=False, x=0.5, y=-0.12, xref="paper", yref="paper")
     figure.update_layout(title=title, height=480, margin={"l": 120, "r": 120, "t": 70, "b": 50}, showlegend=True,
                          legend={"orientation": "h", "y": -0.12},
                          polar={"radialaxis": {"range": [0, 1]},
@@ -59,15 +73,28 @@ def capability_figure(runs: list[Run], with_baselines: bool):
     return figure
 
 
-def nlu_figure(run: Run | None):
+def nlu_figure(runs: list[Run]):
+    """METEOR vs WSI-Precision per report-generation item, one colour per run (runs without NLU metrics are
+    left out)."""
+    import pandas as pd
     import plotly.express as px
 
-    frame = nlu_vs_wsi(run) if run else None
-    if frame is None or frame.empty:
+    frames = []
+    for run in runs:
+        frame = nlu_vs_wsi(run)
+        if not frame.empty:
+            frames.append(frame.assign(run=run.label))
+    if not frames:
         return None
-    return px.scatter(frame, x="meteor", y="wsi_precision", hover_data=["question_id", "bleu_4", "rouge_l"],
-                      range_x=[0, 1], range_y=[0, 1], height=380,
-                      title=f"Report generation, {run.label}: METEOR vs WSI-Precision per item")
+    frame = pd.concat(frames, ignore_index=True)
+    return px.scatter(frame, x="meteor", y="wsi_precision", color="run",
+                      hover_data=["question_id", "bleu_4", "rouge_l", "wsi_relevance"],
+                      range_x=[0, 1], range_y=[0, 1], height=420,
+                      title="Report generation: METEOR vs WSI-Precision per item")
+
+
+def _number(value) -> str:
+    return "—" if value is None else f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def _detail_markdown(detail: dict) -> str:
@@ -78,16 +105,20 @@ def _detail_markdown(detail: dict) -> str:
              f"**Prediction.** {detail['prediction']}"]
     if detail["accuracy"]:
         acc = detail["accuracy"]
-        lines.append(f"**Accuracy.** correct: {acc['correct']} (read as {acc['extracted']!r} by rule "
-                     f"{acc['rule']!r}; reference {acc['reference_answer']!r})")
+        verdict = {True: "correct", False: "wrong", None: "not decidable (reference unreadable)"}[acc["correct"]]
+        read = (f"the prediction reads as {acc['extracted']!r} (rule {acc['rule']})" if acc["extracted"] is not None
+                else "no option or yes/no could be read from the prediction")
+        lines.append(f"**Accuracy.** {verdict}: {read}; reference {acc['reference_answer']!r}.")
     else:
-        lines.append(f"**WSI-Precision** {metrics['wsi_precision']} ({metrics['wsi_precision_status']}) · "
-                     f"**WSI-Relevance** {metrics['wsi_relevance']} ({metrics['wsi_relevance_status']})")
+        lines.append(f"**WSI-Precision** {_number(metrics['wsi_precision'])} ({metrics['wsi_precision_status']}) · "
+                     f"**WSI-Relevance** {_number(metrics['wsi_relevance'])} ({metrics['wsi_relevance_status']})")
     if detail["nlu"]:
         lines.append("**NLU.** " + ", ".join(f"{k} {v:.3f}" for k, v in detail["nlu"].items() if v is not None))
     judge = detail["judge"] or {}
-    lines.append(f"_Judge: {judge.get('name', 'none')} {judge.get('model') or ''}, prompt version "
-                 f"{detail['prompt_version']}_")
+    if judge.get("name"):
+        lines.append(f"_Judge: {judge['name']} {judge.get('model') or ''}, prompt version {detail['prompt_version']}_")
+    else:
+        lines.append(f"_Scored by answer extraction (no judge), extractor version {detail['prompt_version']}_")
     return "\n\n".join(line for line in lines if line)
 
 
@@ -112,7 +143,7 @@ def build_metrics_tab(results_root: str | Path | None) -> None:
         uploads = gr.File(label="Or upload summary.json and/or scores.jsonl of one run", file_count="multiple",
                           file_types=[".json", ".jsonl"], elem_id="metrics-upload")
         show_baselines = gr.Checkbox(value=True, label="Show the paper's baselines")
-    status = gr.Markdown(elem_id="metrics-status")
+    status = gr.Markdown("No run loaded: the baselines only.", elem_id="metrics-status")
     with gr.Row():
         radar_p = gr.Plot(label="WSI-Precision per task", elem_id="metrics-radar-precision")
         radar_r = gr.Plot(label="WSI-Relevance per task", elem_id="metrics-radar-relevance")
@@ -141,11 +172,13 @@ def build_metrics_tab(results_root: str | Path | None) -> None:
                 radar_figure(runs, "wsi_relevance", "WSI-Relevance per task"),
                 capability_figure(runs, baselines), table2_frame(runs, baselines).round(3),
                 table3_frame(runs, baselines).round(4),
-                nlu_figure(runs[0] if runs else None),
+                nlu_figure(runs),
                 gr.update(choices=[(run.label, i) for i, run in enumerate(runs) if run.scores],
                           value=next((i for i, run in enumerate(runs) if run.scores), None)))
 
     outputs = [status, radar_p, radar_r, bars, table2, table3, nlu_plot, run_pick]
+    # progress and a refusal show on the status line: the charts and tables on screen stay readable
+    on_status = {"show_progress_on": [status]}
 
     def select_folder_runs(selected: list[str], uploaded: list[Run], baselines: bool):
         root = Path(results_root) if results_root else None
@@ -161,16 +194,20 @@ def build_metrics_tab(results_root: str | Path | None) -> None:
         return runs, *render(runs, baselines)
 
     def add_upload(files, runs: list[Run], baselines: bool):
+        """One run from the files in the box; the box is emptied afterwards, ready for the next run's files."""
         if not files:
-            return runs, *render(runs, baselines)
+            return runs, *render(runs, baselines), gr.skip()
         paths = [getattr(f, "name", f) for f in files]
         try:
             run = load_uploaded_run(paths)
         except EvaluationError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise gr.Error(_upload_message(str(exc), paths), title="Metrics") from exc
         run.source = "upload:" + run.source
+        taken = {r.name for r in runs}
+        if run.name in taken:                 # two uploads of one model: tell them apart on the charts
+            run.name = next(f"{run.name} ({n})" for n in range(2, len(runs) + 3) if f"{run.name} ({n})" not in taken)
         runs = [*runs, run]
-        return runs, *render(runs, baselines)
+        return runs, *render(runs, baselines), None
 
     def pick_run(index, runs: list[Run]):
         if index is None or index >= len(runs):
@@ -199,12 +236,30 @@ def build_metrics_tab(results_root: str | Path | None) -> None:
         return _detail_markdown(detail), rows
 
     refresh.click(list_folder_runs, outputs=folder_runs)
-    folder_runs.change(select_folder_runs, [folder_runs, runs_state, show_baselines], [runs_state, *outputs])
-    uploads.upload(add_upload, [uploads, runs_state, show_baselines], [runs_state, *outputs])
+    folder_runs.change(select_folder_runs, [folder_runs, runs_state, show_baselines], [runs_state, *outputs],
+                       **on_status)
+    uploads.upload(add_upload, [uploads, runs_state, show_baselines], [runs_state, *outputs, uploads],
+                   **on_status).failure(lambda: None, None, uploads, api_visibility="private", show_progress="hidden")
     def rerender(runs: list[Run], baselines: bool):
         return render(runs, baselines)
 
-    show_baselines.change(rerender, [runs_state, show_baselines], outputs)
+    show_baselines.change(rerender, [runs_state, show_baselines], outputs, **on_status)
+    # the page opens with the paper's baselines drawn (the charts are empty until something is rendered)
+    gr.on(None, rerender, [runs_state, show_baselines], outputs, api_visibility="private", show_progress="hidden")
     run_pick.change(pick_run, [run_pick, runs_state], [task_pick, item_pick])
     task_pick.change(filter_items, [run_pick, task_pick, runs_state], item_pick)
-    item_pick.change(show_item, [run_pick, item_pick, runs_state], [item_md, claims])
+    item_pick.change(show_item, [run_pick, item_pick, runs_state], [item_md, claims],
+                     show_progress_on=[item_md])
+
+
+def _upload_message(text: str, paths: list[str]) -> str:
+    """A refused upload said with the file names only (never the server's upload folders), and what to do."""
+    for path in paths:
+        text = text.replace(str(path), Path(path).name)
+    if "missing field 'schema'" in text:
+        text += (" This is not an output of `wsi-llava evaluate score`: upload the summary.json and/or "
+                 "scores.jsonl it wrote (a predictions file must be scored first: `wsi-llava evaluate score "
+                 "PREDICTIONS --out DIR`).")
+    if "per run" in text:
+        text += " Upload one run's files at a time (the box is emptied after each run)."
+    return text

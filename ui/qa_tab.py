@@ -21,6 +21,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from curation.wsi_bench_tasks import resolve_task
 from evaluation.bench_examples import ExampleCatalog
 from evaluation.live_scoring import LiveScorer
 from modeling.background import DONE, FAILED, BackgroundTask
@@ -34,8 +35,8 @@ from modeling.slide_sessions import (NoSlideError, SlideQaSession, SlideSessions
 from modeling.upload_sandbox import UPLOAD_SUFFIXES, UploadSandbox, confine, human_size
 from ui.app_config import AppConfig
 from ui.errors import redact, reports_errors, user_error
-from ui.qa_views import (banner_markdown, chat_messages, example_choices, examples_markdown, score_markdown,
-                         slide_markdown, turn_markdown)
+from ui.qa_views import (app_mpp_message, banner_markdown, chat_messages, example_choices, examples_markdown,
+                         ready_note, score_markdown, slide_markdown, turn_markdown)
 from ui.zerogpu import gpu
 
 # The GPU work, scheduled on ZeroGPU when present (a no-op elsewhere): pure functions whose results
@@ -125,7 +126,7 @@ def build_qa_tab(services: QaServices):
                 question = gr.Textbox(label="Question", placeholder="What is the histological type of this tumor?",
                                       scale=4, lines=2, elem_id="qa-question")
                 ask_button = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-ask")
-            turn_status = gr.Markdown(elem_id="qa-turn-status")
+            turn_status = gr.Markdown("No question yet.", elem_id="qa-turn-status")
             with gr.Row():
                 new_chat = gr.Button("New conversation (same slide)", size="sm", elem_id="qa-new-conversation")
             with gr.Accordion("Generation settings", open=False):
@@ -135,7 +136,7 @@ def build_qa_tab(services: QaServices):
                                            elem_id="qa-max-new-tokens")
         with gr.Column(scale=2):
             bench_question = gr.Dropdown(label="WSI-Bench question of this example", choices=[], value=None,
-                                         elem_id="qa-bench-question")
+                                         visible=False, elem_id="qa-bench-question")
             reference = gr.Markdown(elem_id="qa-reference")
             score = gr.Markdown(elem_id="qa-score")
     timer = gr.Timer(1.0)
@@ -145,9 +146,11 @@ def build_qa_tab(services: QaServices):
     def session_of(request: gr.Request) -> SlideQaSession:
         return sessions.get(request.session_hash)
 
+    no_bench = {"choices": [], "value": None, "visible": False}
+
     def cleared(session: SlideQaSession, image, note: str, bench=None):
-        bench = bench if bench is not None else gr.update(choices=[], value=None)
-        return image, slide_markdown(session, note), [], bench, "", "", ""
+        bench = bench if bench is not None else gr.update(**no_bench)
+        return image, slide_markdown(session, note), [], bench, "", "", "No question yet."
 
     def failure_noted(flow, name: str, public=lambda text: text):
         """`flow`'s outputs; on failure the slide panel says why too (then the error goes up as a toast)."""
@@ -155,54 +158,84 @@ def build_qa_tab(services: QaServices):
             yield from flow
         except Exception as exc:
             reason = html.escape(public(redact(str(exc))), quote=False)
-            yield None, f"**Could not load {name}:** {reason}", [], gr.update(choices=[], value=None), "", "", ""
+            yield None, f"**Could not load {name}:** {reason}", [], gr.update(**no_bench), "", "", "No question yet."
             raise
 
     def slide_file_flow(session: SlideQaSession, path: Path, name: str, source: str, mpp_value, progress):
-        settings = services.pipeline(mpp_value)
+        """Tile the slide with its own resolution; the MPP field is used only when the slide has none (then the
+        session remembers the slide, and entering a value loads it again: `retry_with_mpp`)."""
         with session.lock:
             session.clear_slide()
             yield cleared(session, None, f"Opening **{name}** …")
             loaded = services.ready_model(session)
+            model_config = loaded.model.config if loaded else None
             try:
-                tiled = tile_for_model(path, loaded.model.config if loaded else None, settings,
-                                       _progress(progress, 0, .2))
+                tiled = tile_for_model(path, model_config, services.pipeline(), _progress(progress, 0, .2))
             except MppError as exc:
-                raise MppError(f"{exc} In this app: enter the slide's microns per pixel in the field on the left, "
-                               "then load the slide again.") from exc
+                if not mpp_value:
+                    session.mpp_from_field = (path, name, source)
+                    raise MppError(app_mpp_message(exc)) from exc
+                tiled = tile_for_model(path, model_config, services.pipeline(mpp_value), _progress(progress, 0, .2))
+            settings = services.pipeline(tiled.mpp_override)
             session.set_tiled(name, source, tiled)
+            if tiled.mpp_override is not None:        # another value typed later loads it again
+                session.mpp_from_field = (path, name, source)
             if loaded is None:
                 yield cleared(session, tiled.overview, "Tiled. The model is not ready (see above): tile features and "
                                                        "the slide encoding run when the first question is asked.")
                 return
             yield cleared(session, tiled.overview, "Extracting tile features …")
             ensure_chat(session, loaded, settings, _progress(progress, .2, 1.0), extract_on_gpu, encode_on_gpu)
-            yield cleared(session, tiled.overview, "**Ready:** ask a question about this slide.")
+            yield cleared(session, tiled.overview, ready_note(session))
 
-    def uploaded_flow(session: SlideQaSession, path: Path, name: str, mpp_value, progress):
-        """The slide flow for an upload, its outputs plus a cleared file input; our paths never shown."""
+    def public_errors(flow, source: str):
+        """`flow`'s outputs; the errors of an uploaded slide without our upload folders in their text."""
+        if source != "uploaded":
+            yield from flow
+            return
         try:
-            flow = slide_file_flow(session, path, name, "uploaded", mpp_value, progress)
-            for outputs in failure_noted(flow, name, sandbox.public_message):
-                yield *outputs, None
+            yield from flow
         except (SlideError, ModelError) as exc:
             raise type(exc)(sandbox.public_message(str(exc))) from exc
+
+    def uploaded_flow(session: SlideQaSession, accept, shown_name: str, slide_name, mpp_value, progress):
+        """An upload: the session's slide is dropped, `accept()` moves the upload into its folder, then the slide
+        flow; outputs plus a cleared file input. A refused upload says why in the slide panel too."""
+        def flow():
+            with session.lock:
+                session.clear_slide()
+            path = accept()
+            yield from slide_file_flow(session, path, slide_name(path), "uploaded", mpp_value, progress)
+
+        for outputs in public_errors(failure_noted(flow(), shown_name, sandbox.public_message), "uploaded"):
+            yield *outputs, None
 
     @reports_errors
     def upload_slide(file, mpp_value, request: gr.Request, progress=gr.Progress()):
         if not file:
             return
         session = session_of(request)
-        path = sandbox.accept(session.session_id, file)
-        yield from uploaded_flow(session, path, path.name, mpp_value, progress)
+        yield from uploaded_flow(session, lambda: sandbox.accept(session.session_id, file), Path(file).name,
+                                 lambda path: path.name, mpp_value, progress)
 
     @reports_errors
     def upload_dicom_folder(files, mpp_value, request: gr.Request, progress=gr.Progress()):
         if not files:
             return
         session = session_of(request)
-        folder = sandbox.accept_folder(session.session_id, files)
-        yield from uploaded_flow(session, folder, "DICOM folder", mpp_value, progress)
+        yield from uploaded_flow(session, lambda: sandbox.accept_folder(session.session_id, files), "DICOM folder",
+                                 lambda path: "DICOM folder", mpp_value, progress)
+
+    @reports_errors
+    def retry_with_mpp(mpp_value, request: gr.Request, progress=gr.Progress()):
+        """The microns per pixel typed for a slide without them in its metadata: load that slide again with it."""
+        session = sessions.peek(request.session_hash)
+        if session is None or session.mpp_from_field is None or not mpp_value:
+            yield tuple(gr.skip() for _ in slide_outputs)
+            return
+        path, name, source = session.mpp_from_field
+        flow = slide_file_flow(session, path, name, source, mpp_value, progress)
+        yield from public_errors(failure_noted(flow, name, sandbox.public_message), source)
 
     @reports_errors
     def pick_server_slide(choice, mpp_value, request: gr.Request, progress=gr.Progress()):
@@ -236,9 +269,9 @@ def build_qa_tab(services: QaServices):
             if loaded is not None:
                 ensure_chat(session, loaded, services.pipeline(), _progress(progress, .3, 1.0), extract_on_gpu,
                             encode_on_gpu)
-            bench = gr.update(choices=[(chosen.question_label(i), i) for i in range(len(chosen.items))], value=None)
-            yield cleared(session, None, "**Ready:** pick a WSI-Bench question (its reference answer is shown and "
-                                         "the model's answer scored) or ask your own.", bench)
+            bench = gr.update(choices=[(chosen.question_label(i), i) for i in range(len(chosen.items))], value=None,
+                              visible=True)
+            yield cleared(session, None, ready_note(session), bench)
 
     @reports_errors
     def pick_bench_question(index, request: gr.Request):
@@ -248,8 +281,9 @@ def build_qa_tab(services: QaServices):
         if not isinstance(index, int) or not 0 <= index < len(session.example.items):
             raise user_error(f"{index!r} is not a question of {session.example.slide_id}.", "WSI-Bench examples")
         item = session.example.items[index]
-        session.bench_item = item
-        return (item.question, f"**Reference answer** ({item.task}, WSI-Bench `{item.question_id}`)\n\n{item.answer}",
+        session.bench_item, session.bench_score = item, None
+        return (item.question, f"**Reference answer** ({resolve_task(item.task).title}, WSI-Bench "
+                               f"`{item.question_id}`)\n\n{item.answer}",
                 "_Ask this question: the answer is scored against the reference._")
 
     def wait_for_model(session: SlideQaSession, progress):
@@ -290,15 +324,31 @@ def build_qa_tab(services: QaServices):
             return ""
         asked, answer = history[-1]
         if asked.strip() != item.question.strip():
-            return "_Not scored: the last question is not the selected WSI-Bench question._"
-        return score_markdown(services.scorer.score(item, answer))
+            note = f"_Not scored: question {len(history)} is not the selected WSI-Bench question._"
+            if session.bench_score is None:
+                return note
+            return (f"{score_markdown(session.bench_score)}\n\n{note} _The score above is the WSI-Bench question's, "
+                    "asked earlier in this conversation._")
+        session.bench_score = services.scorer.score(item, answer)
+        return score_markdown(session.bench_score)
+
+    def slide_panel(request: gr.Request):
+        """The slide panel after a question: the steps run for it (tile features, slide encoding) are listed, and
+        the overview is redrawn when the slide was tiled again for the model's tile encoder."""
+        session = sessions.peek(request.session_hash)
+        if session is None or not session.has_slide:
+            return gr.skip(), gr.skip()
+        overview = gr.skip()
+        if session.overview_redrawn and session.tiled is not None:
+            overview, session.overview_redrawn = session.tiled.overview, False
+        return overview, slide_markdown(session, ready_note(session))
 
     @reports_errors
     def new_conversation(request: gr.Request):
         session = session_of(request)
         with session.lock:
             session.new_conversation()
-        return [], "", ""
+        return [], "", "No question yet."
 
     @reports_errors
     def accept_demo(request: gr.Request, progress=gr.Progress()):
@@ -334,11 +384,32 @@ def build_qa_tab(services: QaServices):
     example.input(pick_example, [example], slide_outputs, api_name="pick_example", **on_slide)
     bench_question.input(pick_bench_question, [bench_question], [question, reference, score],
                          api_name="pick_bench_question")
+    # typing the microns per pixel reloads the slide that lacked them; the check is instant and outside the GPU
+    # queue, so leaving the field otherwise never waits behind someone else's slide
+    mpp_retry = gr.State(0)
+
+    def wants_retry(value, count, request: gr.Request):
+        session = sessions.peek(request.session_hash)
+        if session is None or session.mpp_from_field is None or not value:
+            return gr.skip()
+        if session.tiled is not None and session.tiled.mpp_override == float(value):
+            return gr.skip()                          # loaded with this value already
+        return count + 1
+
+    gr.on([mpp.submit, mpp.blur], wants_retry, [mpp, mpp_retry], mpp_retry, api_visibility="private",
+          show_progress="hidden", concurrency_limit=None)
+    mpp_retry.change(retry_with_mpp, [mpp], slide_outputs, api_name="set_mpp", **on_slide)
+    # progress and a refusal show on the turn line: the conversation stays readable (an error on the chatbot
+    # would cover it until the next answer)
     asked = gr.on([ask_button.click, question.submit], ask, [question, temperature, max_new_tokens],
-                  [chatbot, question, turn_status], api_name="ask", show_progress_on=[chatbot], **gpu_queue)
+                  [chatbot, question, turn_status], api_name="ask", show_progress_on=[turn_status], **gpu_queue)
     asked.success(score_answer, None, score, api_name="score_answer")
+    asked.success(slide_panel, None, [thumbnail, slide_info], api_visibility="private", show_progress="hidden")
     new_chat.click(new_conversation, None, [chatbot, score, turn_status], api_name="new_conversation")
     use_demo.click(accept_demo, None, [banner, use_demo], api_name="use_demo_model")
-    timer.tick(refresh, None, [banner, use_demo, examples_status, example, server_slide, timer],
-               api_name="refresh_status", concurrency_limit=None, show_progress="hidden")
+    status_outputs = [banner, use_demo, examples_status, example, server_slide, timer]
+    timer.tick(refresh, None, status_outputs, api_name="refresh_status", concurrency_limit=None, show_progress="hidden")
+    # at page load too: the example list is there at once, not a second later
+    gr.on(None, refresh, None, status_outputs, api_visibility="private", concurrency_limit=None,
+          show_progress="hidden")
     return end_session

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import gradio as gr
 
+from curation.errors import CurationError
 from curation.export import export_dataset
 from curation.hub_push import push_export
 from curation.review_status import ReviewInputError
 from ui import review_flow as flow
 from ui.review_render import PROGRESS_HEADERS, QUEUE_HEADERS, by_task_rows, progress_rows, queue_rows, stats_markdown
-from ui.review_screen import STORE_EVENTS, ReviewScreen, surface
+from ui.review_screen import ReviewScreen, on_message, surface
 from ui.review_session import ReviewSession, require
 
 DEFAULT_EXPORT_DIR = "review-exports"
@@ -55,9 +56,10 @@ def build_lead_panel(s: ReviewScreen) -> None:
                                 elem_id="review-blind")
             k = gr.Number(value=2, precision=0, minimum=1, label="Reviews per pair (k)", elem_id="review-k")
             assign = gr.Button("Assign pending pairs", elem_id="review-assign")
-        stats_text = gr.Markdown(elem_id="review-stats")
+        stats_text = gr.Markdown("Statistics appear here once loaded.", elem_id="review-stats")
         with gr.Row():
-            by_task = gr.Dataframe(label="Pairs per task and status", interactive=False, elem_id="review-by-task")
+            by_task = gr.Dataframe(headers=["task", "total"], label="Pairs per task and status", interactive=False,
+                                   elem_id="review-by-task")
             everyone = gr.Dataframe(headers=PROGRESS_HEADERS, label="Progress of every annotator", interactive=False)
         gr.Markdown("### Adjudication queue")
         adj_listed = gr.State([])
@@ -80,7 +82,7 @@ def build_lead_panel(s: ReviewScreen) -> None:
             push = gr.Button("Push that export to the Hub", elem_id="review-push")
         result = gr.JSON(label="Export / push result", elem_id="review-export-result")
 
-    events = STORE_EVENTS
+    events = on_message(s)                    # refusals on the message line: the pair in the editor stays visible
     pair_out = s.pair_outputs()
 
     @surface
@@ -150,13 +152,33 @@ def build_lead_panel(s: ReviewScreen) -> None:
         if not _REPO_ID.match((repo or "").strip()):
             raise ReviewInputError(f"repository {repo!r}: write it as org/name (the token's user or organisation).")
         folder = export_folder(s, name)
-        return push_export(s.store, folder, repo.strip(), actor=me.name, private=bool(is_private))
+        try:
+            return push_export(s.store, folder, repo.strip(), actor=me.name, private=bool(is_private))
+        except CurationError:
+            raise
+        except Exception as exc:          # the network, mostly: say so, and that the export is safe
+            raise CurationError(f"Pushing {folder.name} to the Hub dataset {repo.strip()} failed: {_push_reason(exc)}. "
+                                f"The export is still in {folder}: press Push again once the Hub can be reached, "
+                                "or push it from a connected machine with `wsi-llava curate push --store STORE "
+                                f"--export-dir {folder} --repo-id {repo.strip()} --as {me.name}`.") from exc
 
-    stats_button.click(stats, [s.session], [stats_text, by_task, everyone, blind], api_name="lead_stats", **events)
+    @surface
+    def lead_view_on_sign_in(session):
+        """Right after a lead signs in: statistics, the blind-mode box as it is, and the adjudication queue."""
+        if session is None or not session.is_lead:
+            return [gr.skip()] * 6
+        return [*stats(session), *adjudication_queue(session)]
+
+    s.lead_view_on_sign_in = dict(fn=lead_view_on_sign_in, inputs=[s.session],
+                                  outputs=[stats_text, by_task, everyone, blind, adj_listed, adj_queue],
+                                  api_visibility="private", **{**events, "show_progress_on": [stats_text]})
+
+    stats_button.click(stats, [s.session], [stats_text, by_task, everyone, blind], api_name="lead_stats",
+                       **{**events, "show_progress_on": [stats_text]})
     blind.input(set_blind, [s.session, blind], [s.message], api_name="set_blind_mode", **events)
     assign.click(assign_pairs, [s.session, k], [s.message], api_name="assign", **events)
     adj_refresh.click(adjudication_queue, [s.session], [adj_listed, adj_queue], api_name="adjudication_queue",
-                      **events)
+                      **{**events, "show_progress_on": [adj_queue]})
     adj_queue.select(open_adjudication, [s.session, adj_listed], [*pair_out, s.message], api_visibility="private",
                      **events)
     adjudicate.click(adjudicate_pair, [s.session, s.pair_state, final, *s.draft_inputs(), s.reason, s.comment],
@@ -165,3 +187,13 @@ def build_lead_panel(s: ReviewScreen) -> None:
                             api_name="undo_adjudication", **events)
     export.click(export_pairs, [s.session, export_name], [result], api_name="export", concurrency_limit=1)
     push.click(push_pairs, [s.session, export_name, repo_id, private], [result], api_name="push", concurrency_limit=1)
+
+
+def _push_reason(exc: BaseException) -> str:
+    chain, seen = exc, 0
+    while chain is not None and seen < 10:
+        if type(chain).__name__ in ("ConnectError", "ConnectTimeout", "OfflineModeIsEnabled") or \
+                isinstance(chain, (ConnectionError, TimeoutError)):
+            return "the Hugging Face Hub cannot be reached from this machine (offline?)"
+        chain, seen = chain.__cause__ or chain.__context__, seen + 1
+    return f"{type(exc).__name__}: {exc}"

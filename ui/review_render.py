@@ -17,7 +17,7 @@ from curation.wsi_bench_tasks import TASKS_BY_ID
 
 GROUNDING = "grounds the answer"
 INFERRED = "inferred (not in the report)"
-QUEUE_HEADERS = ["pair", "task", "status", "failed checks", "question", "slide"]
+QUEUE_HEADERS = ["pair", "task", "question", "status", "failed checks", "slide"]     # what to read first, first
 PROGRESS_HEADERS = ["annotator", "role", "assigned", "reviewed", "remaining", "accepted", "edited", "rejected",
                     "adjudicated"]
 THUMBNAIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -58,6 +58,9 @@ def _spans(view: PairView, source: str) -> list[tuple[int, int]]:
 
 def cleaned_report(view: PairView) -> list[tuple[str, str | None]]:
     if view.cleaned_text is None:
+        if not view.evidence:
+            return [("(no report: this pair was imported from a WSI-Bench file, which carries no report and no "
+                     "quoted evidence; judge the question and answer on their own)", None)]
         note = "(no report: this pair was imported; the evidence it quotes follows)\n"
         return [(note, None)] + [(quote + "\n", GROUNDING) for quote in view.evidence]
     return highlight(view.cleaned_text, _spans(view, "report"), GROUNDING)
@@ -152,7 +155,7 @@ def parse_options(text: str) -> dict[str, str]:
 
 
 def queue_rows(items: Sequence[QueueItem]) -> list[list]:
-    return [[i.pair_id, TASKS_BY_ID[i.task].title, i.status, ", ".join(i.checks_failed), i.question[:160], i.slide_id]
+    return [[i.pair_id, TASKS_BY_ID[i.task].title, i.question[:160], i.status, ", ".join(i.checks_failed), i.slide_id]
             for i in items]
 
 
@@ -161,9 +164,15 @@ def progress_rows(people: Sequence[AnnotatorProgress]) -> list[list]:
             for p in people]
 
 
+def _shown(value) -> str:
+    """A statistic as text: "—" when there is none yet (never Python's None)."""
+    return "—" if value is None else str(value)
+
+
 def stats_markdown(stats: dict) -> str:
-    agreement = stats["agreement"]
-    pairs = "; ".join(f"{' / '.join(p['annotators'])}: {p['kappa']} over {p['n_items']}"
+    agreement = {key: _shown(value) if not isinstance(value, list) else value
+                 for key, value in stats["agreement"].items()}
+    pairs = "; ".join(f"{' / '.join(p['annotators'])}: {_shown(p['kappa'])} over {p['n_items']}"
                       for p in agreement["cohen_kappa_pairs"]) or "none yet"
     by_status = ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
     return "\n\n".join([

@@ -20,8 +20,22 @@ from ui.review_session import ReviewSettings, StoreHandle
 
 # Every store-bound event shares one pool of this many concurrent calls (SQLite serialises the writes anyway).
 STORE_EVENTS = {"concurrency_limit": 16, "concurrency_id": "review-store"}
-STALE_HINT = (" Your text is still in the boxes: press Reload (Alt+L), which keeps your unsaved edit, "
+STALE_HINT = ("Your text is still in the boxes: press Reload (Alt+L), which keeps your unsaved edit, "
               "look at the pair again and save once more.")
+STALE_SECONDS = 60          # long enough to read; a later successful save must not sit under a "NOT saved"
+
+
+def stale_message(exc: StaleVersionError) -> str:
+    return (f"Pair {exc.pair_id} changed after you opened it (you opened version {exc.expected_version}, it is now "
+            f"version {exc.current_version}): another annotator reviewed it (in blind mode you do not see their "
+            "verdict) or you saved it in another tab. Your verdict was NOT saved (the attempt is kept in the audit "
+            f"log). {STALE_HINT}")
+
+
+def on_message(screen: "ReviewScreen", **events) -> dict:
+    """Event options: progress and a refusal show on the message line, so the pair, the queue and the text being
+    edited stay visible (Gradio covers every output component of a failed event with an "Error" badge)."""
+    return {**STORE_EVENTS, **events, "show_progress_on": [screen.message]}
 
 
 def surface(fn):
@@ -32,7 +46,7 @@ def surface(fn):
         try:
             return fn(*args, **kwargs)
         except StaleVersionError as exc:
-            raise gr.Error(html.escape(redact(str(exc) + STALE_HINT), quote=False), duration=None,
+            raise gr.Error(html.escape(redact(stale_message(exc)), quote=False), duration=STALE_SECONDS,
                            title="Not saved: the pair changed", print_exception=False) from exc
         except Exception as exc:
             raise to_gr_error(exc) from exc
@@ -62,6 +76,8 @@ class ReviewScreen:
         self.comment: gr.Textbox
         self.checks: gr.Dataframe
         self.provenance: gr.JSON
+        # set by build_lead_panel: the event (fn, inputs, outputs ...) filling the lead view after a sign-in
+        self.lead_view_on_sign_in: dict
 
     @property
     def store(self):

@@ -161,7 +161,8 @@ def password_sign_in(settings: ReviewSettings, store: ReviewStore, name: str, pa
     users = UsersFile.load(Path(settings.users_file))        # re-read: users added since start-up can sign in
     if not users.verify(name, password):
         failures.failed(name)
-        raise SignInError(f"Wrong name or password for {name} (users file {settings.users_file}).")
+        raise SignInError(f"Wrong name or password for {name}. Ask your lead to check that you are on the sign-in "
+                          "list (or to set a new password).")
     failures.clear(name)
     return ReviewSession(name, _store_role(store, name, "signed in with a password"), "password")
 

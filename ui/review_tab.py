@@ -23,7 +23,7 @@ from curation.wsi_bench_tasks import TASKS
 from ui import review_flow as flow
 from ui.review_lead import build_lead_panel
 from ui.review_render import GROUNDING, INFERRED, PROGRESS_HEADERS, QUEUE_HEADERS, progress_rows, queue_rows
-from ui.review_screen import STORE_EVENTS, ReviewScreen, surface
+from ui.review_screen import STORE_EVENTS, ReviewScreen, on_message, surface
 from ui.review_session import (
     ReviewSession,
     ReviewSettings,
@@ -82,7 +82,9 @@ def _layout(s: ReviewScreen) -> None:
                                           elem_id="review-filter-checks")
             s.include_reviewed = gr.Checkbox(label="Include pairs I already reviewed", elem_id="review-filter-mine")
             s.refresh = gr.Button("Refresh queue", elem_id="review-refresh")
-            s.queue = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, max_height=460,
+            # narrow column: the pair number, a short task and the question come first, the rest scrolls sideways
+            s.queue = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, max_height=460, wrap=True,
+                                   column_widths=["58px", "110px", "260px", "90px", "110px", "220px"],
                                    label="Your queue (click a row)", elem_id="review-queue")
             s.progress = gr.Dataframe(headers=PROGRESS_HEADERS, interactive=False, label="Progress",
                                       elem_id="review-progress")
@@ -150,7 +152,8 @@ def _wire(s: ReviewScreen) -> None:
     pair_out = s.pair_outputs()
     queue_out = [s.listed, s.queue, s.progress]
     signed_out = [s.session, s.who, s.sign_in_form, s.sign_out_button, s.workspace, s.lead_panel]
-    events = STORE_EVENTS
+    events = on_message(s)                    # progress and refusals on the message line: the pair stays visible
+    on_who = {**STORE_EVENTS, "show_progress_on": [s.who]}
 
     def signed_in(me: ReviewSession) -> list:
         via = "Hugging Face" if me.via == "huggingface" else "password"
@@ -197,6 +200,8 @@ def _wire(s: ReviewScreen) -> None:
             pair_values = s.pair_values(s.store.get_pair(ids[0], me.name) if ids else None)
         shown = f"{len(ids)} pair(s) in your queue" + (" (the first ones; filter to see others)"
                                                          if len(ids) >= flow.QUEUE_LIMIT else "") + "."
+        if me.is_lead and not ids:
+            shown += " Leads are usually not assigned pairs: the lead view (statistics, adjudication) is below."
         return [*queue_values, *pair_values, shown]
 
     @surface
@@ -266,14 +271,16 @@ def _wire(s: ReviewScreen) -> None:
     load = dict(fn=load_screen, inputs=[*screen_in, *filters, *draft, s.reason, s.comment],
                 outputs=[*queue_out, *pair_out, s.message],
                 api_visibility="private", **events)
+    lead_view = s.lead_view_on_sign_in            # statistics, blind mode and adjudication queue, leads only
     if s.settings.uses_huggingface:
-        s.sign_in_button.click(sign_in_huggingface, None, signed_out, api_name="sign_in", **events).success(**load)
+        s.sign_in_button.click(sign_in_huggingface, None, signed_out, api_name="sign_in", **on_who).success(
+            **load).success(**lead_view)
         gr.on(None, sign_in_huggingface_on_load, None, signed_out, api_visibility="private").then(
-            **{**load, "fn": load_if_signed_in})
+            **{**load, "fn": load_if_signed_in}).then(**lead_view)
     else:
         trigger = [s.sign_in_button.click, s.password.submit]
         gr.on(trigger, sign_in_password, [s.name, s.password], [*signed_out, s.password], api_name="sign_in",
-              **events).success(**load)
+              **on_who).success(**load).success(**lead_view)
     s.sign_out_button.click(sign_out, None, [*signed_out, s.pair_state, s.listed, s.history], api_name="sign_out")
     s.refresh.click(**{**load, "api_visibility": "public"}, api_name="load_queue")
     for box in filters:

@@ -57,6 +57,11 @@ def test_upload_progress_overview_and_a_streamed_two_turn_chat(qa_demo, qa_data,
         assert page.page.locator("#qa-chat [data-testid=user]").last.inner_text().strip() == "And what is the grade?"
         assert page.error_toasts() == []
         page.screenshot("qa-two-turn-chat")
+        page.fill("qa-question", "   ")
+        page.click("qa-ask")                                  # refused: said on the turn line, chat untouched
+        page.page.get_by_text("Type a question first").wait_for()
+        chat = page.element("qa-chat")
+        assert chat.get_by_text("Error", exact=True).count() == 0 and page.page.locator(answers).count() == 2
 
         assert len(demo.services.sandbox.sessions()) == 1      # the upload lives in the session's folder ...
         page.page.close()

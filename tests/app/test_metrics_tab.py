@@ -69,8 +69,14 @@ def test_folder_run_fills_charts_tables_and_drill_down(client):
 def test_uploaded_run_is_added(client, results_root, tmp_path):
     copy = tmp_path / "scores.jsonl"
     shutil.copy(results_root / "run-a" / "scores.jsonl", copy)
-    status, *_ = client.predict([handle_file(str(copy))], True, api_name="/add_upload")
+    status, *_, upload_box = client.predict([handle_file(str(copy))], True, api_name="/add_upload")
     assert "tiny" in status                      # named after the model in the rows
+    assert upload_box is None                    # emptied: the next run's files are a new upload
+    predictions = write_jsonl(tmp_path / "my-predictions.jsonl", own_rows({}))
+    with pytest.raises(Exception, match=r"my-predictions.jsonl:1: missing field 'schema'\. This is not an output "
+                                        r"of `wsi-llava evaluate score`") as refused:
+        client.predict([handle_file(str(predictions))], True, api_name="/add_upload")
+    assert "/gradio" not in str(refused.value) and str(tmp_path) not in str(refused.value)
 
 
 def test_paths_outside_the_results_folder_are_refused(client):

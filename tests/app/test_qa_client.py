@@ -107,6 +107,7 @@ def test_wsi_bench_example_shows_the_reference_and_scores_the_answer(qa_app):
 
     question, reference, score = client.predict(0, api_name="/pick_bench_question")
     assert question == "What is the FIGO grading of this tumor?" and "FIGO grade I." in reference
+    assert "(Grading, WSI-Bench" in reference                        # the task's title, not its id
     client.predict(question, 0.0, 16, api_name="/ask")
     score = client.predict(api_name="/score_answer")
     assert "**WSI-Precision:**" in score and "**WSI-Relevance:**" in score and "Approximate" in score
@@ -115,7 +116,29 @@ def test_wsi_bench_example_shows_the_reference_and_scores_the_answer(qa_app):
     client.predict(question, 0.0, 8, api_name="/ask")
     assert "**Accuracy:**" in client.predict(api_name="/score_answer")
     client.predict("Something else entirely?", 0.0, 8, api_name="/ask")
-    assert "Not scored" in client.predict(api_name="/score_answer")
+    follow_up = client.predict(api_name="/score_answer")
+    assert "Not scored: question 3" in follow_up and "**Accuracy:**" in follow_up    # the earlier score stays
+    client.predict(1, api_name="/pick_bench_question")
+    client.predict("Another question?", 0.0, 8, api_name="/ask")
+    assert "**Accuracy:**" not in client.predict(api_name="/score_answer")          # not asked yet: nothing kept
+
+
+def test_a_refused_upload_replaces_the_slide_shown_and_says_why(qa_app, qa_data, tmp_path):
+    import zipfile
+
+    demo, _ = qa_app
+    client = new_client(qa_app)
+    client.predict(str(qa_data.server_slides / "on-server.svs"), 0, api_name="/pick_server_slide")
+    archive = tmp_path / "two-slides.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(qa_data.slide, "a.svs")
+        zf.write(qa_data.slide, "b.svs")
+    job = client.submit(handle_file(str(archive)), 0, api_name="/upload_slide")
+    with pytest.raises(Exception, match="two-slides.zip: expected one slide"):
+        job.result()
+    info = job.outputs()[-1][1]
+    assert info.startswith("**Could not load two-slides.zip:**") and "on-server" not in info
+    assert not demo.services.sessions.peek(client.session_hash).has_slide    # its file is gone: so is the slide
 
 
 @pytest.mark.parametrize("content, message", [

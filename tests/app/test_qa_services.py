@@ -170,6 +170,29 @@ def test_live_scores_closed_questions_by_answer_extraction(qa_data):
 
 
 # -- models ------------------------------------------------------------------------------------------------
+def test_an_unreachable_hub_fails_at_once_and_says_offline(qa_data, tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    from modeling.model_manager import load_configured, settle_hub_access
+    from tests.app.browser import free_port
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")     # nothing listens there
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert settle_hub_access([str(qa_data.benchmark), "wsi-llava-tiny-random"]) is None   # nothing on the Hub
+    assert constants.HF_HUB_OFFLINE is False
+    assert "cannot be reached" in settle_hub_access(["Lucas-yuc/WSI-LLaVA-7b"])
+    assert constants.HF_HUB_OFFLINE is True                 # restored by monkeypatch after the test
+    started = time.monotonic()
+    with pytest.raises(ModelError, match="not in the local cache and the Hub is unreachable"):
+        load_configured(ModelSpec("Lucas-yuc/WSI-LLaVA-7b", device="cpu", convert_dir=tmp_path / "models"))
+    with pytest.raises(EvaluationError, match="Hub dataset Lucas-yuc/WSI-Bench: the Hugging Face Hub cannot be "
+                                              "reached .*point --benchmark"):
+        ExampleCatalog("Lucas-yuc/WSI-Bench", "Lucas-yuc/WSIBench-pt").load()
+    assert time.monotonic() - started < 20                  # no minute of connection retries
+
+
 def test_a_model_that_cannot_load_says_why_and_the_demo_is_only_loaded_on_request(tmp_path):
     manager = ModelManager(ModelSpec(str(tmp_path / "missing-checkpoint"), device="cpu")).start()
     manager._main.wait(30)
@@ -203,3 +226,13 @@ def test_secret_values_are_redacted_from_messages_and_logs(monkeypatch, caplog):
     with caplog.at_level(logging.INFO):
         logging.getLogger("wsi_llava.test").info("calling with %s", os.environ["HF_TOKEN"])
     assert "[HF_TOKEN hidden]" in caplog.text and os.environ["HF_TOKEN"] not in caplog.text
+
+
+def test_two_sessions_uploading_the_same_bytes_both_get_the_slide(sandbox):
+    """Gradio caches uploads by content hash: both sessions' uploads can be the same cached file."""
+    shared = incoming(sandbox, "same.svs", b"II*\x00" + b"1" * 100)
+    first = sandbox.accept("s1", shared)
+    second = sandbox.accept("s2", shared)
+    assert first.read_bytes() == second.read_bytes() == shared.read_bytes()
+    sandbox.discard("s1")
+    assert second.is_file() and shared.is_file()         # Gradio's copy is left to Gradio's own clean-up

@@ -75,10 +75,16 @@ def test_keyboard_review_changes_the_store(review_app, app_page):
     press(page, "Alt+E", f"Saved: edited pair {second}")
 
     third = pair_on_screen(page)
-    page.page.keyboard.press("Alt+1")                                     # reason 1: not grounded
     page.page.keyboard.press("Alt+C")
     page.page.keyboard.type("no support in the report")
-    press(page, "Alt+R", f"Saved: rejected pair {third}")
+    page.page.keyboard.press("Alt+R")                                     # no reason yet: refused ...
+    page.page.get_by_text("Choose a rejection reason first").wait_for()
+    answer = page.element("review-answer")          # ... and the pair stays readable: no "Error" over the boxes
+    assert answer.locator("textarea").is_visible() and answer.get_by_text("Error", exact=True).count() == 0
+    assert pair_on_screen(page) == third
+    page.page.locator("[data-testid=toast-close]").first.click()
+    page.page.keyboard.press("Alt+1")                                     # reason 1: not grounded
+    press(page, "Alt+R", f"Saved: rejected pair {third}")                # the comment typed before is kept
     press(page, "Alt+U", f"Undone: your verdict on pair {third}")
     assert pair_on_screen(page) == third
 
@@ -108,6 +114,8 @@ def test_keyboard_review_changes_the_store(review_app, app_page):
 def test_lead_view_shows_agreement(review_app, app_page):
     url, _ = review_app
     page = signed_in(app_page, url, "lead")
+    page.wait_for_text("review-stats", "percent agreement")              # filled at sign-in, no click needed
+    assert page.element("review-blind").locator("input").is_checked()     # the store's blind mode, as it is
     page.click("review-stats-refresh")
     page.wait_for_text("review-stats", "percent agreement")
     page.element("review-lead").scroll_into_view_if_needed()

@@ -83,8 +83,9 @@ def test_password_sign_in_checks_the_list_the_store_and_throttles(store_with_ann
     with pytest.raises(SignInError, match="zed signed in with a password, but is not an annotator"):
         password_sign_in(settings, store_with_ann, "zed", "zed password", failures)
     for _ in range(MAX_FAILURES):
-        with pytest.raises(SignInError, match="Wrong name or password"):
+        with pytest.raises(SignInError, match="Wrong name or password") as refused:
             password_sign_in(settings, store_with_ann, "ann", "guess", failures)
+        assert str(tmp_path) not in str(refused.value)           # no server path for whoever tries
     with pytest.raises(SignInError, match="Too many failed sign-ins for ann"):
         password_sign_in(settings, store_with_ann, "ann", "ann password", failures)
     with pytest.raises(SignInError, match="No users file is configured"):
@@ -134,6 +135,19 @@ def _view(state: PairState):
         pair_id, version, question, options, answer, can_undo = (state.pair_id, state.version + 1, state.question,
                                                                   state.options, state.answer, False)
     return View()
+
+
+def test_statistics_without_ratings_yet_read_as_dashes():
+    from ui.review_render import stats_markdown
+
+    text = stats_markdown({
+        "pairs": 3, "reports": 0, "by_status": {"pending": 3}, "blind_mode": True, "audit_entries": 4,
+        "checks_failed": {}, "agreement": {"cohen_kappa_pairs": [{"annotators": ["ann", "bob"], "kappa": None,
+                                                                  "n_items": 0}],
+                                           "n_items_multiply_rated": 0, "percent_agreement": None,
+                                           "cohen_kappa_mean": None, "fleiss_kappa": None,
+                                           "fleiss_raters_per_item": None, "fleiss_n_items": 0}})
+    assert "None" not in text and "percent agreement — · mean Cohen's kappa —" in text and "ann / bob: —" in text
 
 
 def test_thumbnails_never_leave_their_folder(tmp_path):

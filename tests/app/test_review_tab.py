@@ -117,7 +117,7 @@ def test_queue_shows_the_pair_with_grounding_removed_text_enrichment_and_thumbna
         grading = screen(ann, ["grading"], ["pending"], [], False)
         assert {row[1] for row in grading["queue"]["data"]} == {"Grading"} and len(grading["queue"]["data"]) == 2
         failing = screen(ann, [], ["pending"], ["diagnosis_leak"], False)
-        assert failing["queue"]["data"] and all("diagnosis_leak" in row[3] for row in failing["queue"]["data"])
+        assert failing["queue"]["data"] and all("diagnosis_leak" in row[4] for row in failing["queue"]["data"])
 
 
 def test_accept_edit_reject_and_undo_change_the_store(team):
@@ -194,7 +194,7 @@ def test_blind_mode_shows_annotators_only_their_queue(team):
         ann = sign_in(url, "ann")
         view = screen(ann, [], ["accepted"], [], False)              # the status filter is ignored when blind
         mine = {row[0] for row in view["queue"]["data"]}
-        assert len(mine) == 21 and not mine & bobs and {row[2] for row in view["queue"]["data"]} == {"hidden"}
+        assert len(mine) == 21 and not mine & bobs and {row[3] for row in view["queue"]["data"]} == {"hidden"}
         assert "Blind mode: other annotators' verdicts are hidden." in view["header"]
         with pytest.raises(Exception, match="is not in your queue"):
             ann.predict(min(bobs), api_name="/open_pair")
@@ -237,7 +237,7 @@ def test_lead_sees_agreement_adjudicates_exports_and_pushes(team, tmp_path, hub)
         assert "percent agreement" in text and blind is False and by_task["headers"][0] == "task"
         assert {row[0] for row in everyone["data"]} == {"ann", "bob", "lead"}
         queue = lead.predict(api_name="/adjudication_queue")
-        assert len(queue["data"]) == 1 and queue["data"][0][2] == "needs_adjudication"
+        assert len(queue["data"]) == 1 and queue["data"][0][3] == "needs_adjudication"
         pair_id = queue["data"][0][0]
         opened = named(lead.predict(pair_id, api_name="/open_pair"), OPENED)
         assert "ann review accepted" in opened["header"] and "bob review rejected (ambiguous)" in opened["header"]
