@@ -41,7 +41,7 @@ def build_services(config: AppConfig):
     from modeling.slide_sessions import SlideSessions
     from modeling.upload_sandbox import UploadSandbox
     from ui.errors import register_secret_env
-    from ui.qa_tab import QaServices, list_server_slides
+    from ui.qa_services import QaServices, list_server_slides
 
     register_secret_env(config.judge_api_key_env)
     upload_root = config.upload_root()

@@ -16,27 +16,37 @@ State is per browser session (Gradio's `session_hash`), kept in `services.sessio
 
 import html
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from curation.wsi_bench_tasks import resolve_task
-from evaluation.bench_examples import ExampleCatalog
-from evaluation.live_scoring import LiveScorer
-from modeling.background import DONE, FAILED, BackgroundTask
-from modeling.model_manager import FAILED_STATE, LOADING, NOT_STARTED, READY, ModelManager
+from modeling.background import DONE
 from modeling.errors import ModelError
+from modeling.model_manager import FAILED_STATE, LOADING, NOT_STARTED, READY
 from modeling.slide.errors import MppError, SlideError
-from modeling.slide.files import discover_slides
-from modeling.slide_service import PipelineSettings, Step, extract_inputs, tile_for_model
-from modeling.slide_sessions import (NoSlideError, SlideQaSession, SlideSessions, encode_slide_prefix, ensure_chat,
-                                     stream_pieces)
-from modeling.upload_sandbox import UPLOAD_SUFFIXES, UploadSandbox, confine, human_size
-from ui.app_config import AppConfig
+from modeling.slide_service import Step, extract_inputs, tile_for_model
+from modeling.slide_sessions import (
+    NoSlideError,
+    SlideQaSession,
+    encode_slide_prefix,
+    ensure_chat,
+    stream_pieces,
+)
+from modeling.upload_sandbox import UPLOAD_SUFFIXES, confine, human_size
 from ui.errors import redact, reports_errors, user_error
-from ui.qa_views import (app_mpp_message, banner_markdown, chat_messages, example_choices, examples_markdown,
-                         ready_note, score_markdown, slide_markdown, turn_markdown)
+from ui.qa_services import QaServices
+from ui.qa_views import (
+    app_mpp_message,
+    banner_markdown,
+    chat_messages,
+    example_choices,
+    examples_markdown,
+    ready_note,
+    score_markdown,
+    slide_markdown,
+    turn_markdown,
+)
 from ui.zerogpu import gpu
 
 # The GPU work, scheduled on ZeroGPU when present (a no-op elsewhere): pure functions whose results
@@ -44,48 +54,6 @@ from ui.zerogpu import gpu
 extract_on_gpu = gpu(duration=600)(extract_inputs)
 encode_on_gpu = gpu(duration=120)(encode_slide_prefix)
 stream_on_gpu = gpu(duration=300)(stream_pieces)
-
-
-@dataclass
-class QaServices:
-    config: AppConfig
-    models: ModelManager
-    sessions: SlideSessions
-    sandbox: UploadSandbox
-    scorer: LiveScorer
-    catalog: ExampleCatalog | None = None
-    examples: BackgroundTask | None = None        # catalog.load running in the background
-    server_listing: BackgroundTask | None = None  # list_server_slides(allowed roots) running in the background
-
-    def pipeline(self, mpp_override: float | None = None) -> PipelineSettings:
-        return PipelineSettings(tile_batch_size=self.config.tile_batch_size, tile_workers=self.config.tile_workers,
-                                mpp_override=mpp_override or None)
-
-    def ready_model(self, session: SlideQaSession):
-        """The session's model when it is loaded, else None (nothing waits)."""
-        if self.models.status(demo=session.use_demo).state == READY:
-            return self.models.get(demo=session.use_demo)
-        return None
-
-    def server_slides(self) -> list[tuple[str, str]]:
-        """The listed server slides as dropdown choices ([] until the listing is done)."""
-        if self.server_listing is None or self.server_listing.state != DONE:
-            return []
-        return self.server_listing.result()
-
-    @property
-    def listings_final(self) -> bool:
-        return all(task is None or task.state in (DONE, FAILED) for task in (self.examples, self.server_listing))
-
-
-def list_server_slides(roots, report=lambda phase: None) -> list[tuple[str, str]]:
-    """(label, path) of the slides under `roots` (files and DICOM folders, recursively)."""
-    choices = []
-    for root in roots:
-        report(f"listing slides in {root}")
-        for slide in discover_slides([root], recursive=True).slides:
-            choices.append((f"{root.name}/{slide.path.relative_to(root)}", str(slide.path)))
-    return choices
 
 
 def _progress(progress, start: float, end: float):

@@ -51,7 +51,7 @@ def _fix_for(reason: str) -> str:
 
 
 def examples_markdown(services) -> str:
-    """`services`: ui.qa_tab.QaServices."""
+    """`services`: ui.qa_services.QaServices."""
     if services.examples is None:
         return ("WSI-Bench examples are off: set `WSI_LLAVA_BENCHMARK` (WSI-Bench test files) and "
                 "`WSI_LLAVA_FEATURES_ROOT` (released slide tokens).")
