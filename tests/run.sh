@@ -11,6 +11,8 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   for pkg in chromium wordnet-base wordnet-sense-index postgresql; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
+  # Debian's own python3 creates virtual environments only with python3-venv installed
+  python3 -c "import ensurepip" >/dev/null 2>&1 || need+=("python3-venv")
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
