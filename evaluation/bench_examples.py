@@ -184,8 +184,8 @@ class ExampleCatalog:
             if not path.is_relative_to(root):
                 raise EvaluationError(f"{example.features_ref!r} is outside the features root; not opened.")
             return path
-        from modeling.checkpoints import hub_download
         from modeling.errors import ModelError
+        from modeling.hub_files import hub_download
 
         try:
             return Path(hub_download(self.features, example.features_ref, revision=self.revision,

@@ -23,6 +23,7 @@ from pathlib import Path
 import modeling.auto_registration  # noqa: F401  (registers the Auto classes: loading needs no trust_remote_code)
 from modeling.demo_model import DEMO_MODEL_NAME
 from modeling.errors import ModelError
+from modeling.hub_files import hub_download
 
 # Modules never quantised: they are small and their precision matters (and lm_head as in HF's default).
 KEEP_UNQUANTIZED = ["slide_encoder", "projector", "lm_head"]
@@ -99,31 +100,6 @@ def read_checkpoint_config(source: str, revision: str | None = None) -> tuple[di
                          f"{sorted(KNOWN_CHECKPOINTS)}.")
     config_file = hub_download(source, "config.json", revision=revision)
     return json.loads(Path(config_file).read_text()), source
-
-
-def hub_download(repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model") -> str:
-    """hf_hub_download with the Hub's errors turned into ModelErrors that say what to do."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
-
-    try:
-        return hf_hub_download(repo_id, filename, revision=revision, repo_type=repo_type)
-    except GatedRepoError as exc:
-        raise ModelError(f"{repo_id} is gated: accept its terms on https://huggingface.co/{repo_id} with your "
-                         "account and set HF_TOKEN to a token of that account.") from exc
-    except RepositoryNotFoundError as exc:
-        raise ModelError(f"{repo_id}: no such Hub repository, or it is private (set HF_TOKEN if you have "
-                         "access).") from exc
-    except RevisionNotFoundError as exc:
-        raise ModelError(f"{repo_id}: revision {revision!r} does not exist.") from exc
-    except LocalEntryNotFoundError as exc:
-        raise ModelError(f"{repo_id}/{filename}: not in the local cache and the Hub is unreachable "
-                         "(offline?). Download it once while online.") from exc
-    except EntryNotFoundError as exc:
-        raise ModelError(f"{repo_id}: has no file {filename!r}.") from exc
-    except HfHubHTTPError as exc:
-        raise ModelError(f"{repo_id}/{filename}: the Hub answered {exc}.") from exc
 
 
 def load_model(source: str, *, load_4bit: bool = False, device: str | None = None, dtype=None,

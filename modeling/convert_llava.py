@@ -38,7 +38,7 @@ def fetch_folder(source: str, revision: str | None) -> Path:
         raise ModelError(f"{source!r} is neither a checkpoint folder nor a Hub id (owner/name).")
     from huggingface_hub import snapshot_download
 
-    from modeling.checkpoints import hub_download
+    from modeling.hub_files import hub_download
 
     hub_download(source, "config.json", revision=revision)   # clear errors for missing/gated/private repos
     return Path(snapshot_download(source, revision=revision, allow_patterns=_snapshot_patterns(source, revision)))
@@ -96,7 +96,12 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
     from transformers import AutoTokenizer
 
     from modeling.configuration_wsi_llava import WsiLlavaConfig
-    from modeling.llava_layout import llama_text_config, read_json, read_llava_checkpoint, to_wsi_llava_keys
+    from modeling.llava_layout import (
+        llama_text_config,
+        read_json,
+        read_llava_checkpoint,
+        to_wsi_llava_keys,
+    )
     from modeling.modeling_wsi_llava import WsiLlavaForConditionalGeneration
     from modeling.processing_wsi_llava import WsiLlavaProcessor
 

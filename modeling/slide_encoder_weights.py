@@ -14,13 +14,13 @@ print(f('slide_encoder.pth').weights_source)"`
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 from pathlib import Path
 
 import torch
 
 from modeling.errors import ModelError
+from modeling.hub_files import hub_download
 from modeling.slide_encoder import LongNetSlideEncoder, SlideEncoderConfig
 
 PROV_GIGAPATH_REPO_ID = "prov-gigapath/prov-gigapath"
@@ -90,41 +90,9 @@ def check_slide_encoder_state_dict(model: LongNetSlideEncoder, state_dict: dict,
 
 def download_prov_gigapath_slide_encoder(revision: str | None = None) -> Path:
     """Fetch `slide_encoder.pth` from the gated Hub repo (cached); ModelError with the fix on failure."""
-    from huggingface_hub import get_token, hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    no_token = get_token() is None
-    local_hint = f"or download {PROV_GIGAPATH_SLIDE_ENCODER_FILE} elsewhere and pass checkpoint=PATH"
-    try:
-        return Path(hf_hub_download(PROV_GIGAPATH_REPO_ID, PROV_GIGAPATH_SLIDE_ENCODER_FILE, revision=revision,
-                                    endpoint=os.environ.get("HF_ENDPOINT") or None))
-    except (GatedRepoError, RepositoryNotFoundError) as exc:
-        if no_token:
-            raise ModelError(f"{PROV_GIGAPATH_REPO_ID} is a gated Hub repo and no Hugging Face token is set: "
-                             f"accept its terms at {_REPO_URL}, then set HF_TOKEN (or run `hf auth login`), "
-                             f"{local_hint}") from exc
-        raise ModelError(f"the Hugging Face token in use has no access to the gated repo {PROV_GIGAPATH_REPO_ID}: "
-                         f"request access at {_REPO_URL} with that account (or use another HF_TOKEN), "
-                         f"{local_hint}") from exc
-    except RevisionNotFoundError as exc:
-        raise ModelError(f"revision {revision!r} does not exist in {PROV_GIGAPATH_REPO_ID}; pass an existing "
-                         "branch, tag or commit (or revision=None for main)") from exc
-    except LocalEntryNotFoundError as exc:
-        raise ModelError(f"cannot reach the Hugging Face Hub and {PROV_GIGAPATH_SLIDE_ENCODER_FILE} is not in the "
-                         f"local cache (offline mode or no network); connect once, {local_hint}") from exc
-    except EntryNotFoundError as exc:
-        raise ModelError(f"{PROV_GIGAPATH_REPO_ID} has no file {PROV_GIGAPATH_SLIDE_ENCODER_FILE} at revision "
-                         f"{revision or 'main'}; check the revision, {local_hint}") from exc
-    except (HfHubHTTPError, OSError) as exc:
-        raise ModelError(f"downloading {PROV_GIGAPATH_SLIDE_ENCODER_FILE} from {PROV_GIGAPATH_REPO_ID} failed: "
-                         f"{exc}. Retry, {local_hint}") from exc
+    return Path(hub_download(PROV_GIGAPATH_REPO_ID, PROV_GIGAPATH_SLIDE_ENCODER_FILE, revision=revision,
+                             hint=f"or download {PROV_GIGAPATH_SLIDE_ENCODER_FILE} elsewhere and pass "
+                                  "checkpoint=PATH"))
 
 
 def load_slide_encoder_weights(model: LongNetSlideEncoder, state_dict: dict, source: str) -> LongNetSlideEncoder:

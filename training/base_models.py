@@ -74,7 +74,7 @@ def _checkpoint_file(source: str, revision: str | None, filename: str) -> Path |
     if folder.is_dir():
         path = folder / filename
         return path if path.is_file() else None
-    from modeling.checkpoints import hub_download
+    from modeling.hub_files import hub_download
 
     try:
         return Path(hub_download(source, filename, revision=revision))

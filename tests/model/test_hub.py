@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from modeling.checkpoints import hub_download, load_model
 from modeling.errors import ModelError
+from modeling.checkpoints import load_model
+from modeling.hub_files import hub_download
 from tests.helpers.tiny_models import random_slide_inputs, tiny_model_and_processor
 
 
