@@ -61,7 +61,9 @@ def test_keyboard_review_changes_the_store(review_app, app_page):
     page = signed_in(app_page, url, "ann")
     assert "Alt+A" in page.text("review-shortcuts") and "reason" in page.text("review-shortcuts")
     assert "grounds the answer" in page.text("review-report")
-    assert page.element("review-thumbnail").locator("img").count() == 1
+    thumbnail = page.element("review-thumbnail").locator("img")
+    thumbnail.first.wait_for(timeout=60_000)                       # rendered after the pair, under load later
+    assert thumbnail.count() == 1
     page.page.wait_for_timeout(500)
     page.screenshot("review-queue")
     first = pair_on_screen(page)
