@@ -1,5 +1,5 @@
 """WSI-LLaVA studio: the Gradio app. Run `python app.py` (http://127.0.0.1:7860); `python app.py --help`
-lists every flag with its environment variable (`ui/app_config.py` holds the table).
+lists every flag with its environment variable (`ui/config.py` holds the table).
 
 The tabs are composed in `tabs()` below, one line each. Nothing slow happens before the page is served:
 the model loads in a background thread (its status is shown on the Slide Q&A tab), the WSI-Bench
@@ -15,7 +15,7 @@ import shutil
 import sys
 from typing import Callable
 
-from ui.app_config import AppConfig, AppConfigError, load_config
+from ui.config import AppConfig, AppConfigError, load_config
 
 log = logging.getLogger("wsi_llava.app")
 
@@ -32,16 +32,16 @@ GRADIO_CACHE_MAX_AGE_S = 3600       # Gradio's own upload cache: checked and cle
 def build_services(config: AppConfig):
     """The Slide Q&A services. Their background work (model loading, example and server-slide listing)
     starts with `start_background(services)`."""
-    from curation.llm_client import LLMSettings
-    from evaluation.bench_examples import ExampleCatalog
-    from evaluation.judges import JudgeConfig
-    from evaluation.live_scoring import LiveScorer
-    from modeling.background import BackgroundTask
-    from modeling.model_manager import ModelManager, ModelSpec
-    from modeling.slide_sessions import SlideSessions
-    from modeling.upload_sandbox import UploadSandbox
+    from llm.client import LLMSettings
+    from ui.qa.examples import ExampleCatalog
+    from evaluation.judge_types import JudgeConfig
+    from ui.qa.live_scoring import LiveScorer
+    from ui.qa.background import BackgroundTask
+    from ui.qa.model_manager import ModelManager, ModelSpec
+    from ui.qa.sessions import SlideSessions
+    from ui.qa.upload_sandbox import UploadSandbox
     from ui.errors import register_secret_env
-    from ui.qa_services import QaServices, list_server_slides
+    from ui.qa.services import QaServices, list_server_slides
 
     register_secret_env(config.judge_api_key_env)
     upload_root = config.upload_root()
@@ -74,7 +74,7 @@ def start_background(services) -> None:
     """Start loading the model (unless preloading is off) and listing examples and server slides. When one of
     them is on the Hub and the Hub cannot be reached, Hub access is switched off first (a few seconds at most),
     so they fail at once with "offline?" rather than after a minute of connection retries."""
-    from modeling.model_manager import settle_hub_access
+    from common.hub import settle_hub_access
 
     config = services.config
     settle_hub_access([config.model, *([config.benchmark, config.features_root] if config.examples_enabled else [])])
@@ -95,9 +95,9 @@ def gradio_upload_folder() -> str:
 def tabs(config: AppConfig, services) -> list[tuple[str, Callable[[], Callable | None]]]:
     """(title, builder) per tab, in order. A builder draws its tab inside `gr.Tab(title)` and may return a
     handler for `demo.unload` (per-session clean-up)."""
-    from ui.metrics_tab import build_metrics_tab
-    from ui.qa_tab import build_qa_tab
-    from ui.review_tab import build_review_tab
+    from ui.metrics.tab import build_metrics_tab
+    from ui.qa.tab import build_qa_tab
+    from ui.review.tab import build_review_tab
 
     results = config.results_dir if config.results_dir.is_dir() else None
     return [

@@ -38,7 +38,7 @@ COMMANDS: dict[str, Command] = {
                       "Curation: clean | enrich | generate | import | review-stats | annotators | assign | export | push."),
     "evaluate": Command("evaluation.cli:main",
                         "Evaluation: predict (run a model on WSI-Bench) | score (WSI-Precision/Relevance, NLU)."),
-    "deploy-space": Command("training.space_deploy:main",
+    "deploy-space": Command("ui.space_deploy:main",
                             "Upload the Gradio app to a Hugging Face Space."),
 }
 

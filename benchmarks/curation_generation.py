@@ -42,10 +42,10 @@ def _serve(latency_s: float, urls, stop) -> None:
 def run_once(url: str, concurrency: int, jobs_per_worker: int) -> dict:
     from curation.cleaning import run_cleaning
     from curation.generation import run_generation
-    from curation.llm_client import LLMClient, LLMSettings
+    from llm.client import LLMClient, LLMSettings
     from curation.reports import report_from_row
-    from curation.review_store import ReviewStore
-    from curation.wsi_bench_tasks import TASKS
+    from curation.store.review_store import ReviewStore
+    from wsi_bench.tasks import TASKS
     from tests.curation.llm_replies import synthetic_report
 
     n_reports = max(1, math.ceil(concurrency * jobs_per_worker / len(TASKS)))

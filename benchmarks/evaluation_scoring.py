@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation.llm_client import LLMSettings  # noqa: E402
-from curation.wsi_bench_files import read_benchmark  # noqa: E402
-from evaluation.judges import JudgeConfig  # noqa: E402
+from llm.client import LLMSettings  # noqa: E402
+from wsi_bench.files import read_benchmark  # noqa: E402
+from evaluation.judge_types import JudgeConfig  # noqa: E402
 from evaluation.scorer import ScoreConfig, run_scoring  # noqa: E402
 from tests.helpers.openai_server import OpenAIStandIn  # noqa: E402
 

@@ -62,7 +62,7 @@ def percentiles(values: list[float]) -> dict:
 def serve(store: str, users: str, port: int) -> None:
     import gradio as gr
 
-    from ui.review_tab import build_review_tab
+    from ui.review.tab import build_review_tab
 
     with gr.Blocks() as demo, gr.Tab("Curation review"):
         build_review_tab(store, users)
@@ -95,8 +95,8 @@ def start_server(store: Path, users: Path) -> tuple[subprocess.Popen, str]:
 
 # -- data ----------------------------------------------------------------------------------------------
 def build(folder: Path, n_reports: int, names: list[str], k: int) -> tuple[Path, Path, dict]:
-    from curation.review_store import ReviewStore
-    from curation.review_users import UsersFile
+    from curation.store.review_store import ReviewStore
+    from curation.store.users import UsersFile
     from tests.app.review_fixtures import build_store, password_of
 
     started = time.perf_counter()
@@ -200,8 +200,8 @@ class Session:
 
 # -- verification ----------------------------------------------------------------------------------------
 def verify(store_path: Path, sessions: list[Session]) -> dict:
-    from curation.review_status import Event, current_states
-    from curation.review_store import ReviewStore
+    from curation.store.status import Event, current_states
+    from curation.store.review_store import ReviewStore
 
     names = {s.name for s in sessions}
     store = ReviewStore.open(str(store_path))

@@ -61,7 +61,7 @@ def scenario(store, name: str, writers: list[str], assignments: dict[str, list[i
         except BaseException as exc:
             errors.append(exc)
 
-    from curation.review_views import StaleVersionError
+    from curation.store.views import StaleVersionError
 
     threads = [threading.Thread(target=work, args=(w,)) for w in writers]
     for thread in threads:
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--shared-pairs", type=int, default=20)
     parser.add_argument("--store", help="SQLAlchemy URL of an empty database (default: a temporary SQLite file)")
     args = parser.parse_args()
-    from curation.review_store import ReviewStore
+    from curation.store.review_store import ReviewStore
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
         store = ReviewStore.open(args.store or os.path.join(folder, "store.sqlite"))

@@ -22,9 +22,9 @@ from curation.pair_checks import (
     neighbour_text,
     run_checks,
 )
-from curation.pair_records import pair_uid, split_choice_question
+from wsi_bench.records import pair_uid, split_choice_question
 from curation.step_runner import StepSummary
-from curation.wsi_bench_files import BenchItem, read_benchmark
+from wsi_bench.files import BenchItem, read_benchmark
 
 IMPORT_MODEL = "wsi-bench-release"
 # Official metadata values that are aspects of one task (regional structure description): kept per pair so

@@ -11,8 +11,8 @@ it is stored: cleaning never adds a fact. Run it with `wsi-llava curate clean RE
 from __future__ import annotations
 
 from curation.errors import CurationError
-from curation.llm_client import LLMClient
-from curation.llm_types import LLMFailure, LLMResult
+from llm.client import LLMClient
+from llm.types import LLMFailure, LLMResult
 from curation.prompts import cleaning as cleaning_prompt
 from curation.report_sections import (
     PARSER_VERSION,

@@ -26,6 +26,8 @@ import tempfile
 
 from curation import cli_options as opts
 from curation.errors import CurationError
+from llm.errors import LLMError
+from wsi_bench.errors import BenchError
 
 
 def _print(value) -> None:
@@ -33,7 +35,7 @@ def _print(value) -> None:
 
 
 def _store(args):
-    from curation.review_store import ReviewStore
+    from curation.store.review_store import ReviewStore
 
     return ReviewStore.open(args.store)
 
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
-    except CurationError as exc:
+    except (CurationError, BenchError, LLMError) as exc:
         print(f"wsi-llava curate {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

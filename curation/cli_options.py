@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from curation.llm_client import LLMClient
-from curation.llm_options import add_llm_options, llm_settings_from_args
+from llm.client import LLMClient
+from llm.options import add_llm_options, llm_settings_from_args
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:

@@ -10,8 +10,8 @@ generation shows it to the model under its own heading and pairs relying on it a
 
 from __future__ import annotations
 
-from curation.llm_client import LLMClient
-from curation.llm_types import LLMFailure, LLMResult
+from llm.client import LLMClient
+from llm.types import LLMFailure, LLMResult
 from curation.prompts import enrichment as enrichment_prompt
 from curation.step_runner import LLMJob, StepSummary, estimate_jobs, run_jobs
 

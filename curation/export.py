@@ -20,11 +20,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.atomic_io import atomic_write_json
+from common.atomic import atomic_write_json
 from curation.dataset_card import render_card
 from curation.errors import CurationError
-from curation.review_store import FinalPair, ReviewStore, final_record
-from curation.wsi_bench_tasks import METADATA_TO_TASK, TASKS_BY_ID
+from curation.store.review_store import FinalPair, ReviewStore, final_record
+from wsi_bench.tasks import METADATA_TO_TASK, TASKS_BY_ID
 
 SPLITS = ("train", "validation", "test")
 
@@ -167,7 +167,7 @@ def export_dataset(store: ReviewStore, out_dir: str | Path, actor: str, settings
 def _aspects(store: ReviewStore, pair_ids: set[int]) -> dict[int, str]:
     from sqlalchemy import select
 
-    from curation.store_schema import PairRow
+    from curation.store.schema import PairRow
     with store.db.read() as s:
         return {pid: aspect for pid, aspect in s.execute(select(PairRow.id, PairRow.aspect)) if pid in pair_ids and aspect}
 

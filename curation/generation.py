@@ -16,8 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
-from curation.llm_client import LLMClient
-from curation.llm_types import LLMFailure, LLMResult
+from llm.client import LLMClient
+from llm.types import LLMFailure, LLMResult
 from curation.pair_checks import (
     CheckSettings,
     CheckSources,
@@ -26,16 +26,16 @@ from curation.pair_checks import (
     neighbour_text,
     run_checks,
 )
-from curation.pair_records import llava_record, pair_uid, render_question
+from wsi_bench.records import llava_record, pair_uid, render_question
 from curation.prompts import vqa
 from curation.step_runner import LLMJob, StepSummary, estimate_jobs, run_jobs
-from curation.store_pipeline import (
+from curation.store.pipeline import (
     CleaningInfo,
     EnrichmentInfo,
     ReportInfo,
     ihc_context,
 )
-from curation.wsi_bench_tasks import TASKS, TASKS_BY_ID, resolve_task
+from wsi_bench.tasks import TASKS, TASKS_BY_ID, resolve_task
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.hub import hub_errors
 from curation.errors import CurationError
-from curation.review_store import ReviewStore
+from curation.store.review_store import ReviewStore
 
 
 def load_export(folder: str | Path):
@@ -34,21 +35,18 @@ def load_export(folder: str | Path):
 def push_export(store: ReviewStore, folder: str | Path, repo_id: str, actor: str, private: bool = False,
                 token: str | None = None) -> dict:
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     store.require_lead(actor)
     folder = Path(folder)
     dataset = load_export(folder)
-    try:
+    with hub_errors(f"Pushing to the Hub dataset {repo_id!r}", error=CurationError, repo_id=repo_id,
+                    repo_type="dataset", write=True):
         dataset.push_to_hub(repo_id, private=private, token=token,
                             commit_message="Curated WSI-Bench-style pairs (Parquet splits)")
         api = HfApi(token=token)
         commit = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(folder),
                                    allow_patterns=["README.md", "summary.json", "llava/*.json", "jsonl/*.jsonl"],
                                    commit_message="Dataset card, WSI-Bench LLaVA JSON and JSONL files")
-    except HfHubHTTPError as exc:
-        raise CurationError(f"Pushing to the Hub dataset {repo_id!r} failed: {exc}. Check HF_TOKEN (write access) "
-                            "and the repository name.") from exc
     result = {"repo_id": repo_id, "splits": {k: v.num_rows for k, v in dataset.items()},
               "commit": getattr(commit, "oid", None)}
     store.record_action(actor, "push", result)

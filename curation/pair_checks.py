@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from curation.errors import CurationError
-from curation.pair_records import LETTERS, parse_inline_options, render_question
+from wsi_bench.records import LETTERS, parse_inline_options, render_question
 from curation.prompts.vqa import TASK_RULES
 from curation.text_spans import (
     content_words,
@@ -31,7 +31,7 @@ from curation.text_spans import (
     similarity,
     source_text,
 )
-from curation.wsi_bench_tasks import TASKS_BY_ID, AnswerFormat
+from wsi_bench.tasks import TASKS_BY_ID, AnswerFormat
 
 CHECK_NAMES = ("schema", "mcq", "grounded", "diagnosis_leak", "near_duplicate")
 DIAGNOSIS_TERMS = re.compile(

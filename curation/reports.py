@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from curation.errors import CurationError
-from curation.jsonl_lines import iter_jsonl
-from curation.wsi_bench_files import patient_id_from_slide, slide_id_from_image
+from common.jsonl import iter_jsonl
+from wsi_bench.files import patient_id_from_slide, slide_id_from_image
 
 SLIDE_COLUMNS = ("slide_id", "slide", "image", "patient_filename", "filename", "id")
 TEXT_COLUMNS = ("text", "report", "report_text")

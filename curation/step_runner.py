@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from curation.atomic_io import atomic_write_json
-from curation.llm_client import LLMClient
-from curation.llm_types import CostEstimate, LLMFailure, LLMResult, Prompt
+from common.atomic import atomic_write_json
+from llm.client import LLMClient
+from llm.types import CostEstimate, LLMFailure, LLMResult, Prompt
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ in order; the first that yields exactly one answer wins, and its name is stored 
 (`accuracy.rule`). A prediction no rule reads is `None`, scored as incorrect and counted as `n_unparsed`.
 
 Options: the last complete inline sequence "A) ... B) ... C) ... D) ..." (or "(A)", or "A. ...") of the
-question (`curation.pair_records.parse_inline_options`), so a stem ending a sentence with "Luminal A." or
+question (`wsi_bench.records.parse_inline_options`), so a stem ending a sentence with "Luminal A." or
 holding "(T4A)" is not taken for the options.
 
 Multiple choice:
@@ -41,7 +41,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from curation.pair_records import parse_inline_options
+from wsi_bench.records import parse_inline_options
 
 EXTRACTOR_VERSION = "2026-11.2"
 LETTERS = "ABCD"

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from curation.llm_options import add_llm_options, llm_settings_from_args
+from llm.options import add_llm_options, llm_settings_from_args
 from evaluation.errors import EvaluationError
 
 EXIT_FAILED_JUDGEMENTS = 3
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _score(args) -> int:
-    from evaluation.judges import JudgeConfig
+    from evaluation.judge_types import JudgeConfig
     from evaluation.scorer import ScoreConfig, run_scoring
 
     if args.judge == "openai":
@@ -116,11 +116,12 @@ def _predict(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from curation.errors import CurationError
+    from llm.errors import LLMError
+    from wsi_bench.errors import BenchError
 
     try:
         return _predict(args) if args.command == "predict" else _score(args)
-    except (EvaluationError, CurationError) as exc:
+    except (EvaluationError, BenchError, LLMError) as exc:
         print(f"wsi-llava evaluate {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -39,7 +39,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from curation.llm_types import Prompt, ReplyError
+from llm.types import Prompt
+from llm.errors import ReplyError
 from evaluation.claim_scores import validate_scale_score
 
 PROMPT_VERSION = "wsi-metric-2025.1+strict-2026-11.1"

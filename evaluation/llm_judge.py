@@ -2,7 +2,7 @@
 
 Per open-ended item, four prompts (evaluation.judge_prompts): claims of the reference (given the
 question) -> the prediction scored against each; claims of the prediction -> the reference scored
-against each. Every call goes through `curation.llm_client.LLMClient` (temperature 0, seed, structured
+against each. Every call goes through `llm.client.LLMClient` (temperature 0, seed, structured
 output with fallback, persistent cache, retries with backoff on 429/5xx/timeouts/invalid replies), so a
 re-run with the same judge reads every reply from the cache and sends nothing. `workers` items are
 judged at once, one request in flight per worker. A step whose reply stays invalid after the client's
@@ -16,20 +16,19 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from typing import Sequence
 
-from curation.llm_client import LLMClient
-from curation.llm_types import (
-    LLMConfigError,
+from llm.client import LLMClient
+from llm.types import (
     LLMFailure,
     Prompt,
-    ReplyError,
     cost_usd,
     decode_json_reply,
     estimate_tokens,
 )
+from llm.errors import LLMConfigError, ReplyError
 from evaluation import judge_prompts as jp
 from evaluation.claim_scores import ClaimJudgement, MetricResult, is_blank
 from evaluation.errors import JudgeConfigError
-from evaluation.judges import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
+from evaluation.judge_types import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
 from evaluation.nltk_resources import split_sentences
 from evaluation.predictions import ScoringItem
 

@@ -29,7 +29,7 @@ from typing import Sequence
 
 from evaluation.claim_scores import ClaimJudgement, MetricResult, is_blank
 from evaluation.errors import JudgeConfigError
-from evaluation.judges import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
+from evaluation.judge_types import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
 from evaluation.nltk_resources import split_sentences
 from evaluation.predictions import ScoringItem
 

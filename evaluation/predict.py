@@ -24,11 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from curation.atomic_io import atomic_write_json
-from curation.errors import CurationError
-from curation.wsi_bench_files import BenchItem, read_benchmark
+from common.atomic import atomic_write_json
+from wsi_bench.errors import BenchError
+from wsi_bench.files import BenchItem, read_benchmark
 from evaluation.errors import EvaluationError
-from evaluation.jsonl_files import JournalWriter, read_journal
+from common.journal import JournalWriter, read_journal
 
 PREDICTIONS_SCHEMA = "wsi-llava.evaluation.predictions/1"
 
@@ -92,7 +92,7 @@ def _check_same_run(done: dict, model: str, settings: dict, out: Path) -> None:
 def load_items(config: PredictConfig, problems: list[str]) -> list[BenchItem]:
     try:
         items = read_benchmark(config.benchmark, split=config.split, tasks=config.tasks, problems=problems)
-    except CurationError as exc:
+    except BenchError as exc:
         raise EvaluationError(f"--benchmark {config.benchmark}: {exc}") from exc
     if not items:
         raise EvaluationError(f"--benchmark {config.benchmark}: no items"

@@ -12,7 +12,7 @@ Accepted prediction files (.jsonl one object per line, or .json):
 With `--references`, the references define the item set (reference text, question and image come from
 the benchmark) and references without a prediction are reported as missing.
 
-Task and capability come ONLY from the task table (`curation.wsi_bench_tasks.resolve_task`) applied to
+Task and capability come ONLY from the task table (`wsi_bench.tasks.resolve_task`) applied to
 the row's `task` (a file stem such as `Staging_choice`, a metadata value such as `Stage`, or a task id)
 or `metadata`; a stored `capability` is ignored. Items are keyed by (task, question_id): WSI-Bench ids
 repeat across task files. A row whose task is unknown, whose id matches no reference or several
@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from curation.errors import CurationError
-from curation.jsonl_lines import iter_jsonl
-from curation.wsi_bench_tasks import TaskSpec, resolve_task
+from wsi_bench.errors import BenchError
+from common.jsonl import iter_jsonl
+from wsi_bench.tasks import TaskSpec, resolve_task
 from evaluation.errors import PredictionFormatError
 
 PREDICTION_KEYS = ("prediction", "answer", "text", "Output")
@@ -132,7 +132,7 @@ def _spec_of(row: dict) -> tuple[TaskSpec | None, str | None, str | None]:
     name = names[0]
     try:
         return resolve_task(str(name)), str(name), None
-    except CurationError:
+    except BenchError:
         return None, str(name), f"unknown task {name!r} (use a WSI-Bench file stem, metadata value or task id)"
 
 
@@ -183,7 +183,7 @@ def _wanted_tasks(tasks: Sequence[str] | None) -> set[str] | None:
         return None
     try:
         return {resolve_task(name).task for name in tasks}
-    except CurationError as exc:
+    except BenchError as exc:
         raise PredictionFormatError(f"--tasks: {exc}") from exc
 
 
@@ -194,11 +194,11 @@ class _References:
 
 
 def _load_references(source, report: LoadReport) -> _References:
-    from curation.wsi_bench_files import read_benchmark
+    from wsi_bench.files import read_benchmark
 
     try:
         bench = read_benchmark(source, problems=report.problems)
-    except CurationError as exc:
+    except BenchError as exc:
         raise PredictionFormatError(f"--references {source}: {exc}") from exc
     by_key, by_id = {}, {}
     for ref in bench:

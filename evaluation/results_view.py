@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.wsi_bench_tasks import TASKS, Capability
+from wsi_bench.tasks import TASKS, Capability
 from evaluation.baselines import load_baselines
 from evaluation.errors import SchemaError
 from evaluation.schemas import flatten_score_row, load_scores, load_summary

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curation.jsonl_lines import iter_jsonl
+from common.jsonl import iter_jsonl
 from evaluation.claim_scores import MetricResult
 from evaluation.errors import SchemaError
 
@@ -36,7 +36,7 @@ SUMMARY_SCHEMA = "wsi-llava.evaluation.summary/1"
 SCORE_ROW_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "schema": ((str,), f"always {SCORES_SCHEMA!r}"),
     "question_id": ((str,), "the WSI-Bench question id (unique per task, not across tasks)"),
-    "task": ((str,), "canonical task id from the task table (curation.wsi_bench_tasks)"),
+    "task": ((str,), "canonical task id from the task table (wsi_bench.tasks)"),
     "task_title": ((str,), "human-readable task name"),
     "capability": ((str,), "morphological_analysis | diagnosis | treatment_planning | report_generation"),
     "answer_format": ((str,), "open | choice | yes_no"),

@@ -12,7 +12,7 @@ import json
 
 from evaluation.answer_extraction import EXTRACTOR_VERSION, extract_answer, read_reference
 from evaluation.claim_scores import FAILED
-from evaluation.judges import ItemJudgement, JudgeIdentity
+from evaluation.judge_types import ItemJudgement, JudgeIdentity
 from evaluation.predictions import ScoringItem
 from evaluation.schemas import SCORES_SCHEMA
 

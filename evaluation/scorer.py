@@ -21,11 +21,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from curation.atomic_io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from common.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from evaluation import nlu_metrics
 from evaluation.errors import EvaluationError
-from evaluation.jsonl_files import JournalWriter, read_journal
-from evaluation.judges import ItemJudgement, Judge, JudgeConfig, build_judge
+from common.journal import JournalWriter, read_journal
+from evaluation.judge_types import ItemJudgement, Judge, JudgeConfig
+from evaluation.judges import build_judge
 from evaluation.predictions import ScoringItem, items_by_task, load_predictions
 from evaluation.report_md import render_summary_md
 from evaluation.schemas import SCORES_SCHEMA

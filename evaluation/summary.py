@@ -15,7 +15,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Iterable
 
-from curation.wsi_bench_tasks import TASKS, Capability, resolve_task
+from wsi_bench.tasks import TASKS, Capability, resolve_task
 from evaluation.answer_extraction import EXTRACTOR_VERSION
 from evaluation.baselines import (
     TABLE2_CAPABILITIES,

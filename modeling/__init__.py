@@ -1,5 +1,6 @@
-"""modeling package: slide pipeline (`modeling.slide`), encoders, projector, the WSI-LLaVA model,
-processor, checkpoints and inference.
+"""The model, and only the model: slide pixels (`modeling.slide`), tile and slide encoders, projector, the
+config/model/processor trio, checkpoints, inference, convert and ask. Below `training`, `evaluation`,
+`curation` and `ui`; it imports only `common` (never an upper floor).
 
 Importing the package itself is cheap (no torch, no transformers), so `wsi-llava tile` and the slide
 pipeline start fast. `import modeling.auto_registration` registers WSI-LLaVA with transformers' Auto

@@ -23,7 +23,7 @@ from pathlib import Path
 import modeling.auto_registration  # noqa: F401  (registers the Auto classes: loading needs no trust_remote_code)
 from modeling.demo_model import DEMO_MODEL_NAME
 from modeling.errors import ModelError
-from modeling.hub_files import hub_download
+from common.hub import hub_download
 
 # Modules never quantised: they are small and their precision matters (and lm_head as in HF's default).
 KEEP_UNQUANTIZED = ["slide_encoder", "projector", "lm_head"]
@@ -98,7 +98,7 @@ def read_checkpoint_config(source: str, revision: str | None = None) -> tuple[di
     if source.count("/") != 1:
         raise ModelError(f"{source!r} is neither an existing folder nor a Hub id (owner/name); known names: "
                          f"{sorted(KNOWN_CHECKPOINTS)}.")
-    config_file = hub_download(source, "config.json", revision=revision)
+    config_file = hub_download(source, "config.json", revision=revision, error=ModelError)
     return json.loads(Path(config_file).read_text()), source
 
 

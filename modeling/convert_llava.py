@@ -38,9 +38,9 @@ def fetch_folder(source: str, revision: str | None) -> Path:
         raise ModelError(f"{source!r} is neither a checkpoint folder nor a Hub id (owner/name).")
     from huggingface_hub import snapshot_download
 
-    from modeling.hub_files import hub_download
+    from common.hub import hub_download
 
-    hub_download(source, "config.json", revision=revision)   # clear errors for missing/gated/private repos
+    hub_download(source, "config.json", revision=revision, error=ModelError)   # clear errors for missing/gated/private repos
     return Path(snapshot_download(source, revision=revision, allow_patterns=_snapshot_patterns(source, revision)))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from modeling.errors import ModelError
-from modeling.hub_files import hub_download
+from common.hub import hub_download
 from modeling.slide_encoder import LongNetSlideEncoder, SlideEncoderConfig
 
 PROV_GIGAPATH_REPO_ID = "prov-gigapath/prov-gigapath"
@@ -92,7 +92,7 @@ def download_prov_gigapath_slide_encoder(revision: str | None = None) -> Path:
     """Fetch `slide_encoder.pth` from the gated Hub repo (cached); ModelError with the fix on failure."""
     return Path(hub_download(PROV_GIGAPATH_REPO_ID, PROV_GIGAPATH_SLIDE_ENCODER_FILE, revision=revision,
                              hint=f"or download {PROV_GIGAPATH_SLIDE_ENCODER_FILE} elsewhere and pass "
-                                  "checkpoint=PATH"))
+                                  "checkpoint=PATH", error=ModelError))
 
 
 def load_slide_encoder_weights(model: LongNetSlideEncoder, state_dict: dict, source: str) -> LongNetSlideEncoder:

@@ -111,27 +111,15 @@ class TileEncoder:
                 "encoder_target_mpp": self.spec.target_mpp}
 
 
-def _hub_error(spec: TileEncoderSpec, repo_id: str, exc: Exception) -> TileEncoderError:
-    from huggingface_hub import errors
+def _hub_access(spec: TileEncoderSpec, repo_id: str, revision: str | None):
+    """Hub failures of loading `repo_id` as `TileEncoderError`s that say how to get access (common.hub)."""
+    from common.hub import hub_errors
 
-    page = f"https://huggingface.co/{repo_id}"
-    access = (f"Request access at {page} (log in and accept the terms), create a read token at "
-              "https://huggingface.co/settings/tokens and set HF_TOKEN=<token> (or run `hf auth login`).")
-    if isinstance(exc, errors.GatedRepoError):
-        reason = f"the repository is gated and this account has no access yet. {access}"
-    elif isinstance(exc, errors.RevisionNotFoundError):
-        reason = "the requested revision does not exist; pass an existing branch, tag or commit."
-    elif isinstance(exc, errors.RepositoryNotFoundError):
-        reason = f"the repository was not found or needs authentication. {access}"
-    elif isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
-        reason = ("the checkpoint is not in the local cache (HF_HOME) and the Hub cannot be reached (offline or "
-                  "HF_HUB_OFFLINE=1). Download it once with network access: " + access)
-    elif isinstance(exc, errors.HfHubHTTPError):
-        reason = f"the Hub answered with an error ({exc}). {access}"
-    else:
-        reason = f"{type(exc).__name__}: {exc}"
-    return TileEncoderError(f"Cannot load tile encoder {spec.name!r} from the Hugging Face Hub ({repo_id}): {reason} "
-                            "No random weights are ever substituted.")
+    hint = (f"request access at https://huggingface.co/{repo_id} (log in and accept the terms), create a read "
+            "token at https://huggingface.co/settings/tokens and set HF_TOKEN=<token> (or run `hf auth login`). "
+            "No random weights are ever substituted")
+    return hub_errors(f"Cannot load tile encoder {spec.name!r} from the Hugging Face Hub ({repo_id})",
+                      error=TileEncoderError, repo_id=repo_id, revision=revision, filename="config.json", hint=hint)
 
 
 def _commit_from_cache_path(path: str) -> str:
@@ -142,21 +130,16 @@ def _commit_from_cache_path(path: str) -> str:
 def _timm_hub_builder(repo_id: str) -> Builder:
     def build(spec: TileEncoderSpec, revision: str | None):
         import timm
-        from huggingface_hub import errors, hf_hub_download
+        from huggingface_hub import hf_hub_download
 
-        try:
+        with _hub_access(spec, repo_id, revision):
             config_path = hf_hub_download(repo_id, "config.json", revision=revision)
-        except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled,
-                errors.RepositoryNotFoundError, errors.RevisionNotFoundError, OSError, ValueError) as exc:
-            raise _hub_error(spec, repo_id, exc) from exc
         commit = _commit_from_cache_path(config_path)
         pinned = f"hf_hub:{repo_id}@{commit}" if commit != "unknown" else f"hf_hub:{repo_id}"
         try:
-            model = timm.create_model(pinned, pretrained=True, **spec.model_kwargs)
-        except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled,
-                errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as exc:
-            raise _hub_error(spec, repo_id, exc) from exc
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            with _hub_access(spec, repo_id, revision):          # Hub and network failures (OSError)
+                model = timm.create_model(pinned, pretrained=True, **spec.model_kwargs)
+        except (RuntimeError, ValueError, KeyError) as exc:
             raise TileEncoderError(f"Tile encoder {spec.name!r}: the checkpoint from {repo_id}@{commit} could not "
                                    f"be built or loaded ({type(exc).__name__}: {exc}). Delete it from the cache "
                                    "(HF_HOME) and download it again, or update timm.") from exc

@@ -74,11 +74,11 @@ def _checkpoint_file(source: str, revision: str | None, filename: str) -> Path |
     if folder.is_dir():
         path = folder / filename
         return path if path.is_file() else None
-    from modeling.hub_files import hub_download
+    from common.hub import HubError, hub_download
 
     try:
         return Path(hub_download(source, filename, revision=revision))
-    except ModelError:
+    except HubError:
         return None
 
 
@@ -138,7 +138,9 @@ def resolve_commit(source: str, revision: str | None) -> str | None:
     """The Hub commit sha of a base model id (None for local folders and built-in names)."""
     from modeling.checkpoints import KNOWN_CHECKPOINTS
 
-    if Path(source).exists() or source in KNOWN_CHECKPOINTS or source.count("/") != 1:
+    from common.hub import looks_like_hub_id
+
+    if source in KNOWN_CHECKPOINTS or not looks_like_hub_id(source):
         return None
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError

@@ -21,12 +21,12 @@ name an existing parameter of the same shape.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from common.atomic import atomic_path, atomic_write_json, atomic_write_text
+from common.hub import hub_snapshot, looks_like_hub_id
 from training.errors import TrainingError
 from training.stages import canonical_name
 
@@ -40,41 +40,12 @@ MODEL_CARD = "README.md"
 HUB_PATTERNS = [MANIFEST, TRAINED_WEIGHTS, INHERITED_WEIGHTS, RUN_CONFIG, MODEL_CARD]
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)            # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
     contiguous = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
+    with atomic_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata={"format": "pt"})
 
 
 def save_checkpoint(folder: str | Path, manifest: dict, trained: dict[str, torch.Tensor],
@@ -85,8 +56,9 @@ def save_checkpoint(folder: str | Path, manifest: dict, trained: dict[str, torch
     write_tensors(folder / TRAINED_WEIGHTS, trained)
     if inherited:
         write_tensors(folder / INHERITED_WEIGHTS, inherited)
-    write_text(folder / RUN_CONFIG, run_config_yaml)
-    write_json(folder / MANIFEST, {"format": FORMAT, "format_version": FORMAT_VERSION} | manifest)
+    atomic_write_text(folder / RUN_CONFIG, run_config_yaml)
+    atomic_write_json(folder / MANIFEST, {"format": FORMAT, "format_version": FORMAT_VERSION} | manifest,
+                      indent=2, default=str)
     return folder
 
 
@@ -164,23 +136,9 @@ def fetch_checkpoint(source: str | Path, revision: str | None = None) -> Path:
     if path.is_dir():
         read_manifest(path)
         return path
-    text = str(source)
-    if path.exists() or text.count("/") != 1 or text.startswith((".", "/")):
+    if not looks_like_hub_id(source):
         raise TrainingError(f"{source}: neither a checkpoint folder nor a Hub model id (owner/name).")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        folder = Path(snapshot_download(text, revision=revision, allow_patterns=HUB_PATTERNS))
-    except RepositoryNotFoundError as exc:
-        raise TrainingError(f"{source}: no such Hub model repository (or it is private: set HF_TOKEN).") from exc
-    except RevisionNotFoundError as exc:
-        raise TrainingError(f"{source}: revision {revision!r} does not exist.") from exc
-    except (HfHubHTTPError, OSError) as exc:
-        raise TrainingError(f"{source}: download failed ({exc}); check the network or use a local folder.") from exc
+    folder = hub_snapshot(str(source), revision=revision, allow_patterns=HUB_PATTERNS, error=TrainingError,
+                          hint="or pass a local checkpoint folder")
     read_manifest(folder)
     return folder

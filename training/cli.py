@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _leakage(args) -> int:
-    from curation.wsi_bench_files import bench_files
+    from wsi_bench.files import bench_files
     from training.data import cross_task_leakage, load_items
 
     sources: list[str] = []

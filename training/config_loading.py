@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common.hub import looks_like_hub_id
 from training.config import SECTIONS, ConfigError, RunConfig
 
 _TYPE_HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
@@ -193,16 +194,11 @@ def config_to_dict(config: RunConfig) -> dict:
     return {"stage": config.stage} | {name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}
 
 
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~")) and "." not in parts[0]
-
-
 def _check_data_path(config: RunConfig, key: str, value: str | None, hub_allowed: bool) -> None:
     if value is None or Path(value).exists():
         return
     hint = " (and it is not a Hub dataset id owner/name)" if hub_allowed else ""
-    if not (hub_allowed and _looks_like_hub_id(value)):
+    if not (hub_allowed and looks_like_hub_id(value)):
         raise ConfigError(f"{config.source}: {key}: {value} does not exist{hint}.")
 
 

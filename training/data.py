@@ -1,7 +1,7 @@
 """Training data: WSI-Bench items as `datasets`, their slide inputs, report pairs, patient-level splits.
 
 - `load_items(source, split, tasks)`: WSI-Bench in either released format from a file, folder or Hub
-  dataset id (through `curation.wsi_bench_files`); malformed records are counted and reported.
+  dataset id (through `wsi_bench.files`); malformed records are counted and reported.
 - `resolve_slide_inputs(items, features_root, skip_missing)`: each item's `image` -> a released
   slide-token `.pt` or one of our features `.h5` files under the features root. Missing files are
   counted and reported; with `skip_missing` those items are left out (and still reported); they are
@@ -24,9 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.errors import CurationError
-from curation.jsonl_lines import iter_jsonl
-from curation.wsi_bench_files import (
+from wsi_bench.errors import BenchError
+from common.jsonl import iter_jsonl
+from wsi_bench.files import (
     BenchItem,
     patient_id_from_slide,
     read_benchmark,
@@ -46,7 +46,7 @@ def load_items(source: str | Path, split: str | None = None, tasks: Sequence[str
     problems: list[str] = []
     try:
         items = read_benchmark(source, split=split, tasks=tasks, problems=problems)
-    except CurationError as exc:
+    except BenchError as exc:
         raise TrainingError(f"Cannot read WSI-Bench data from {source}: {exc}") from exc
     if not items:
         raise TrainingError(f"{source}: no WSI-Bench items" + (f" for split {split!r}" if split else "")
@@ -56,7 +56,7 @@ def load_items(source: str | Path, split: str | None = None, tasks: Sequence[str
 
 def items_to_dataset(items: Sequence[BenchItem]):
     """A `datasets.Dataset` of items (one row each; conversations kept as role/value dicts)."""
-    from curation.wsi_bench_files import items_to_dataset as to_dataset
+    from wsi_bench.files import items_to_dataset as to_dataset
 
     return to_dataset(items)
 

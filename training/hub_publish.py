@@ -17,7 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.checkpoint_io import HUB_PATTERNS, MODEL_CARD, read_manifest, write_text
+from common.atomic import atomic_write_text
+from common.hub import hub_errors
+from training.checkpoint_io import HUB_PATTERNS, MODEL_CARD, read_manifest
 from training.errors import TrainingError
 from training.model_card import is_portable_source, render_model_card
 
@@ -28,22 +30,18 @@ def push_checkpoint(folder: str | Path, repo_id: str, private: bool = False,
                     commit_message: str | None = None) -> str:
     """Create `repo_id` if needed and upload the checkpoint in `folder`; returns the commit URL."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     if repo_id.count("/") != 1:
         raise TrainingError(f"{repo_id!r} is not a Hub repo id (owner/name).")
-    write_text(folder / MODEL_CARD, render_model_card(manifest, repo_id))
+    atomic_write_text(folder / MODEL_CARD, render_model_card(manifest, repo_id))
     api = HfApi()
     message = commit_message or f"WSI-LLaVA stage {manifest['stage']} checkpoint (step {manifest.get('global_step')})"
-    try:
+    with hub_errors(f"uploading {folder} to {repo_id}", error=TrainingError, repo_id=repo_id, write=True):
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=UPLOADED,
                                    commit_message=message)
-    except HfHubHTTPError as exc:
-        raise TrainingError(f"uploading {folder} to {repo_id} failed: {exc}. Check that HF_TOKEN has write access "
-                            "to that namespace.") from exc
     return str(getattr(commit, "commit_url", commit))
 
 

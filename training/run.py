@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.checkpoint_io import MODEL_CARD, write_json, write_text
+from common.atomic import atomic_write_json, atomic_write_text
+from training.checkpoint_io import MODEL_CARD
 from training.config import RunConfig
 from training.config_loading import check_environment, config_to_dict
 from training.errors import TrainingError
@@ -217,12 +218,12 @@ def run_stage(config: RunConfig, prepared: Prepared | None = None, trainer=None)
     from training.model_card import render_model_card
 
     manifest = read_manifest(out)
-    write_text(out / MODEL_CARD, render_model_card(manifest, config.hub.push_to_hub))
+    atomic_write_text(out / MODEL_CARD, render_model_card(manifest, config.hub.push_to_hub))
     summary = {"status": "trained", "stage": config.stage, "config": config.source, "output_dir": str(out),
                "global_step": trainer.state.global_step, "seconds": round(time.time() - started, 1),
                "data": prepared.data.summary, "dropped": prepared.data.dropped, "metrics": manifest["metrics"],
                "trained_parameters": manifest["trained_parameters"], "resumed_from": resume}
-    write_json(out / SUMMARY, summary)
+    atomic_write_json(out / SUMMARY, summary, indent=2, default=str)
     pushed = None
     if config.hub.push_to_hub:
         from training.hub_publish import push_checkpoint

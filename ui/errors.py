@@ -3,8 +3,8 @@
     @reports_errors                   # on every event handler (functions and generators alike)
     def upload(...): ...              # SlideError -> gr.Error("...the reason...", title="Slide")
 
-- The package exceptions (`SlideError`, `ModelError`, `EvaluationError`, `CurationError`,
-  `TrainingError`) keep their message, which names the file and the fix; their title says which part
+- The package exceptions (`SlideError`, `ModelError`, `EvaluationError`, `CurationError`, `BenchError`,
+  `LLMError`, `HubError`, `TrainingError`) keep their message, which names the file and the fix; their title says which part
   failed. Anything else shows its type and message (never a bare "Error") and is logged with its
   traceback.
 - `redact(text)` replaces the values of secret environment variables (HF_TOKEN, *_API_KEY, *_TOKEN,
@@ -23,11 +23,14 @@ import re
 
 import gradio as gr
 
+from common.hub import HubError
 from curation.errors import CurationError
 from evaluation.errors import EvaluationError
+from llm.errors import LLMError
 from modeling.errors import ModelError
 from modeling.slide.errors import SlideError
 from training.errors import TrainingError
+from wsi_bench.errors import BenchError
 
 log = logging.getLogger("wsi_llava.app")
 
@@ -37,6 +40,9 @@ ERROR_TITLES: dict[type[BaseException], str] = {   # most specific first is not 
     EvaluationError: "Scoring",
     CurationError: "Curation",
     TrainingError: "Training",
+    BenchError: "WSI-Bench",
+    LLMError: "LLM",
+    HubError: "Hugging Face Hub",
 }
 SECRET_NAMES = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN", "OPENAI_API_KEY"}
 _SECRET_NAME = re.compile(r"(_TOKEN|_API_KEY|_SECRET|_PASSWORD|_PASSWD|_KEY)$")

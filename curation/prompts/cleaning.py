@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from curation.llm_types import Prompt, ReplyError
+from llm.types import Prompt
+from llm.errors import ReplyError
 
 PROMPT_VERSION = "clean-2026-11-29.1"
 REMOVED_CATEGORIES = ("gross", "ihc", "clinical", "specimen", "intraoperative", "admin", "other")

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from curation.llm_types import Prompt, ReplyError
-from curation.wsi_bench_tasks import TASKS_BY_ID, AnswerFormat, Capability
+from llm.types import Prompt
+from llm.errors import ReplyError
+from wsi_bench.tasks import TASKS_BY_ID, AnswerFormat, Capability
 
 PROMPT_VERSION = "vqa-2026-11-29.1"
 LETTERS = ("A", "B", "C", "D")

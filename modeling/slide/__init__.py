@@ -9,7 +9,7 @@ Modules (each says how to use it):
 - `thumbnail`: overview PNG with contours and kept tiles.
 - `features`: `extract_slide_features(...)` with DataLoader workers.
 - `commands`, `batch`: the `wsi-llava tile` / `wsi-llava features` batch commands.
-- `errors`: `SlideError` and its subclasses; `files`, `outputs`: file sniffing, discovery, atomic writes.
+- `errors`: `SlideError` and its subclasses; `files`: file sniffing, discovery; `provenance`: version, times.
 
 Submodules are imported explicitly (`from modeling.slide.reader import open_slide`) so that importing
 the package stays cheap.

@@ -29,7 +29,8 @@ from pathlib import Path
 from modeling.errors import ModelError
 from modeling.slide.errors import SlideError
 from modeling.slide.files import SlideInput
-from modeling.slide.outputs import software_version, utc_now, write_json_atomic
+from common.atomic import atomic_write_json
+from modeling.slide.provenance import software_version, utc_now
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STATUSES = ("done", "failed", "skipped")
@@ -148,10 +149,10 @@ class SummaryWriter:
         self._last_flush = time.monotonic()
         entries = {entry["slide_id"]: entry for entry in self._earlier}
         entries.update((outcome.slide_id, asdict(outcome)) for outcome in self.outcomes)
-        write_json_atomic(self.part_path, {"command": self.command, "shard": self.shard.label,
+        atomic_write_json(self.part_path, {"command": self.command, "shard": self.shard.label,
                                            "shard_source": self.shard.source, "settings": self.settings,
                                            "ignored_inputs": self.ignored, "updated_at": utc_now(),
-                                           "slides": [entries[key] for key in sorted(entries)]})
+                                           "slides": [entries[key] for key in sorted(entries)]}, indent=2)
         return self._merge()
 
     def _merge(self) -> dict:
@@ -175,7 +176,7 @@ class SummaryWriter:
                 summary = {"command": self.command, "software_version": software_version(), "updated_at": utc_now(),
                            "settings": self.settings, "counts": counts, "shards": shards,
                            "ignored_inputs": sorted(ignored), "slides": slides}
-                write_json_atomic(self.summary_path, summary)
+                atomic_write_json(self.summary_path, summary, indent=2)
                 return summary
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)

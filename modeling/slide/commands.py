@@ -30,7 +30,7 @@ from modeling.slide.batch import (
 from modeling.slide.errors import CoordsFileError, NoTissueError, SlideError
 from modeling.slide.files import SlideInput, discover_slides
 from modeling.slide.mpp import MppOverrides
-from modeling.slide.outputs import remove_stale_temps
+from common.atomic import remove_stale_temps
 from modeling.slide.tiling import TilingConfig
 from modeling.slide.tissue import TISSUE_METHODS, TissueConfig
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from modeling.slide.errors import CoordsFileError
-from modeling.slide.outputs import atomic_path
+from common.atomic import atomic_path
 
 FORMAT_NAME = "wsi-llava-coords"
 FORMAT_VERSION = 1

@@ -32,7 +32,7 @@ from modeling.slide.coords_h5 import CoordsFile, read_coords_h5
 from modeling.slide.errors import CoordsFileError, MppError, NoTissueError, SlideError, SlideReadError
 from modeling.slide.features_h5 import SlideFeatures, write_features_h5  # noqa: F401  (re-exported)
 from modeling.slide.mpp import MppOverrides
-from modeling.slide.outputs import software_version, utc_now
+from modeling.slide.provenance import software_version, utc_now
 from modeling.slide.reader import Slide, SlideSpec, open_slide
 from modeling.slide.tiling import ReadPlan, TilingConfig, TilingResult, plan_tile_reads, read_tile, tile_slide
 

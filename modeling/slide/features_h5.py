@@ -21,7 +21,7 @@ import numpy as np
 
 from modeling.slide.coords_h5 import read_attrs, set_attrs
 from modeling.slide.errors import CoordsFileError
-from modeling.slide.outputs import atomic_path
+from common.atomic import atomic_path
 
 TRIDENT_COORDS_ATTRS = ("patch_size", "patch_size_level0", "level0_magnification", "target_magnification",
                         "overlap", "name")

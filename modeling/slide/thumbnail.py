@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modeling.slide.outputs import atomic_path
+from common.atomic import atomic_path
 
 TILE_COLOR = (40, 90, 220)
 CONTOUR_COLOR = (20, 160, 60)

@@ -29,7 +29,7 @@ from PIL import Image
 
 from modeling.slide.errors import SlideError
 from modeling.slide.mpp import MppOverrides
-from modeling.slide.outputs import software_version, utc_now
+from modeling.slide.provenance import software_version, utc_now
 from modeling.slide.reader import Slide, open_slide
 from modeling.slide.tissue import TissueConfig, TissueMask, detect_tissue, tissue_fraction
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from modeling.slide.outputs import atomic_path, write_json_atomic
+from common.atomic import atomic_path, atomic_write_json
 from modeling.slide.reader import Slide
 
 TISSUE_METHODS = ("saturation", "luminance")
@@ -236,4 +236,4 @@ def write_mask_png(mask: TissueMask, path) -> None:
 
 
 def write_geojson(mask: TissueMask, path, slide_id: str = "") -> None:
-    write_json_atomic(path, mask.to_geojson(slide_id))
+    atomic_write_json(path, mask.to_geojson(slide_id), indent=2)

@@ -104,7 +104,7 @@ def qa_data(tmp_path_factory) -> QaData:
 
 def qa_config(data: QaData, *flags: str):
     """An AppConfig for tests: the tiny demo model, the test WSI-Bench, no DataLoader workers; `flags` win."""
-    from ui.app_config import load_config
+    from ui.config import load_config
 
     defaults = ["--model", "wsi-llava-tiny-random", "--benchmark", str(data.benchmark), "--benchmark-split", "",
                 "--features-root", str(data.features), "--allowed-roots", str(data.server_slides),

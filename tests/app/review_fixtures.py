@@ -20,8 +20,8 @@ from pathlib import Path
 from curation.cleaning import run_cleaning
 from curation.enrichment import run_enrichment
 from curation.generation import run_generation
-from curation.review_store import ReviewStore
-from curation.review_users import UsersFile
+from curation.store.review_store import ReviewStore
+from curation.store.users import UsersFile
 from tests.app.browser import serve_blocks
 from tests.curation.conftest import KEY_ENV, add_synthetic_reports, make_client
 from tests.curation.llm_replies import CurationResponder
@@ -94,8 +94,8 @@ def review_server(store_path: str | Path, users_file: str | Path | None, **optio
     """A real Gradio server with the review tab only; yields its URL."""
     import gradio as gr
 
-    from ui.review_session import ReviewSettings
-    from ui.review_tab import build_review_screen
+    from ui.review.session import ReviewSettings
+    from ui.review.tab import build_review_screen
 
     settings = ReviewSettings(str(store_path), str(users_file) if users_file else None, **options)
     with gr.Blocks(title="review tab") as demo, gr.Tab("Curation review", elem_id="tab-curation-review"):

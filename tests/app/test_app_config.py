@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ui.app_config import SETTINGS, AppConfigError, load_config, markdown_table
+from ui.config import SETTINGS, AppConfigError, load_config, markdown_table
 
 
 def test_defaults_start_locally_with_the_published_model_and_the_offline_judge():

@@ -13,7 +13,7 @@ import httpx
 from gradio_client import Client
 
 from tests.app.browser import free_port
-from ui.app_config import SETTINGS
+from ui.config import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app import build_app, launch_kwargs
-from evaluation.judges import JudgeConfig
+from evaluation.judge_types import JudgeConfig
 from evaluation.scorer import ScoreConfig, run_scoring
 from tests.app.conftest import qa_config
 from tests.evaluation.fixtures import own_rows, write_jsonl

@@ -9,10 +9,10 @@ from gradio_client import Client, handle_file
 
 from evaluation.errors import SchemaError
 from evaluation.results_view import load_run, load_uploaded_run, radar_series, table2_frame
-from evaluation.judges import JudgeConfig
+from evaluation.judge_types import JudgeConfig
 from evaluation.scorer import ScoreConfig, run_scoring
 from tests.evaluation.fixtures import own_rows, write_jsonl
-from ui.metrics_tab import build_metrics_tab
+from ui.metrics.tab import build_metrics_tab
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.bench_examples import ExampleCatalog
+from ui.qa.examples import ExampleCatalog
 from evaluation.errors import EvaluationError
-from evaluation.judges import JudgeConfig
-from evaluation.live_scoring import LiveScorer
+from evaluation.judge_types import JudgeConfig
+from ui.qa.live_scoring import LiveScorer
 from modeling.errors import ModelError
-from modeling.model_manager import FAILED_STATE, READY, ModelManager, ModelSpec
-from modeling.slide_sessions import SlideSessions
-from modeling.upload_sandbox import PathNotAllowedError, UploadError, UploadSandbox, confine
+from ui.qa.model_manager import FAILED_STATE, READY, ModelManager, ModelSpec
+from ui.qa.sessions import SlideSessions
+from ui.qa.upload_sandbox import PathNotAllowedError, UploadError, UploadSandbox, confine
 
 
 @pytest.fixture
@@ -175,7 +175,8 @@ def test_an_unreachable_hub_fails_at_once_and_says_offline(qa_data, tmp_path, mo
 
     from huggingface_hub import constants
 
-    from modeling.model_manager import load_configured, settle_hub_access
+    from common.hub import settle_hub_access
+    from ui.qa.model_manager import load_configured
     from tests.app.browser import free_port
 
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")     # nothing listens there

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from curation.review_store import ReviewStore
+from curation.store.review_store import ReviewStore
 from tests.app.browser import AppPage
 from tests.app.review_fixtures import (
     build_store,
@@ -18,7 +18,7 @@ from tests.app.review_fixtures import (
     write_thumbnail,
     write_users,
 )
-from ui.review_session import oauth_installed
+from ui.review.session import oauth_installed
 
 pytestmark = pytest.mark.browser          # the `chromium` fixture (tests/app/conftest.py) skips without Chromium
 

@@ -10,13 +10,13 @@ import stat
 
 import pytest
 
-from curation.review_status import ReviewInputError
-from curation.review_store import ReviewStore
-from curation.review_users import UsersFile, UsersFileError, main
+from curation.store.status import ReviewInputError
+from curation.store.review_store import ReviewStore
+from curation.store.users import UsersFile, UsersFileError, main
 from tests.curation.conftest import imported_pair
-from ui.review_flow import Draft, PairState, edit_fields, next_pair_id, reload_keeping_draft
-from ui.review_render import highlight, parse_options, thumbnail_path
-from ui.review_session import (
+from ui.review.flow import Draft, PairState, edit_fields, next_pair_id, reload_keeping_draft
+from ui.review.render import highlight, parse_options, thumbnail_path
+from ui.review.session import (
     MAX_FAILURES,
     FailureLog,
     ReviewSettings,
@@ -138,7 +138,7 @@ def _view(state: PairState):
 
 
 def test_statistics_without_ratings_yet_read_as_dashes():
-    from ui.review_render import stats_markdown
+    from ui.review.render import stats_markdown
 
     text = stats_markdown({
         "pairs": 3, "reports": 0, "by_status": {"pending": 3}, "blind_mode": True, "audit_entries": 4,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client
 
-from curation.review_store import ReviewStore
+from curation.store.review_store import ReviewStore
 from tests.app.review_fixtures import (
     build_store,
     copy_store,

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import HfApi
 
-from training.space_deploy import deploy_space, main as deploy_main
+from ui.space_deploy import deploy_space, main as deploy_main
 from ui.zerogpu import ON_ZEROGPU, gpu
 
 ROOT = Path(__file__).resolve().parents[2]

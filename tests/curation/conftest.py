@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from curation.llm_client import LLMClient, LLMSettings
+from llm.client import LLMClient, LLMSettings
 from curation.reports import report_from_row
-from curation.review_store import ReviewStore
+from curation.store.review_store import ReviewStore
 from tests.curation.llm_replies import CurationResponder, synthetic_report
 from tests.helpers.openai_server import OpenAIStandIn
 

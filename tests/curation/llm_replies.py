@@ -12,7 +12,7 @@ import json
 import re
 
 from curation.prompts import vqa
-from curation.wsi_bench_tasks import TASKS, AnswerFormat
+from wsi_bench.tasks import TASKS, AnswerFormat
 
 _TITLE_TO_TASK = {spec.title: spec.task for spec in TASKS}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from curation.review_status import resolve
-from curation.review_views import StaleVersionError
-from curation.store_reviews import event_of
-from curation.store_schema import ReviewRow
+from curation.store.status import resolve
+from curation.store.views import StaleVersionError
+from curation.store.reviews import event_of
+from curation.store.schema import ReviewRow
 from tests.curation.conftest import imported_pair
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from curation.agreement import agreement_report, cohen_kappa, fleiss_kappa, percent_agreement
-from curation.review_status import Event, ReviewInputError, can_undo, resolve, validate_verdict
+from curation.store.agreement import agreement_report, cohen_kappa, fleiss_kappa, percent_agreement
+from curation.store.status import Event, ReviewInputError, can_undo, resolve, validate_verdict
 
 
 def test_cohen_kappa_textbook_example():

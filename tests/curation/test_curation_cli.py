@@ -5,7 +5,7 @@ import json
 import pytest
 
 from curation import cli
-from curation.review_store import ReviewStore
+from curation.store.review_store import ReviewStore
 from tests.curation.conftest import KEY_ENV
 from tests.curation.llm_replies import FREE_TEXT_REPORT, synthetic_report
 

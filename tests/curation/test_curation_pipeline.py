@@ -11,8 +11,8 @@ from curation.enrichment import run_enrichment
 from curation.generation import run_generation
 from curation.prompts import vqa
 from curation.reports import report_from_row
-from curation.store_schema import EnrichmentRow, GenerationJob, PairRow
-from curation.wsi_bench_tasks import TASKS
+from curation.store.schema import EnrichmentRow, GenerationJob, PairRow
+from wsi_bench.tasks import TASKS
 from tests.curation.conftest import add_synthetic_reports, make_client
 from tests.curation.llm_replies import FREE_TEXT_REPORT
 from tests.helpers.openai_server import Reply
@@ -119,7 +119,7 @@ def test_cache_hits_make_zero_requests_and_reruns_add_nothing(store, llm_server,
     assert first.counts == {"ok": 4} and sent == 4
     again = run_generation(store, make_client(llm_server, tmp_path), tasks=["grading", "morphology_choice"])
     assert again.counts == {"already_done": 4} and llm_server.request_count == sent
-    from curation.review_store import ReviewStore
+    from curation.store.review_store import ReviewStore
     fresh = ReviewStore.open(str(tmp_path / "fresh.sqlite"))              # same reports, same cache file
     add_synthetic_reports(fresh, 2)
     run_cleaning(fresh, None)

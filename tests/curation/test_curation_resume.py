@@ -12,8 +12,8 @@ from pathlib import Path
 from curation import cli
 from curation.cleaning import run_cleaning
 from curation.prompts import vqa
-from curation.review_store import ReviewStore
-from curation.wsi_bench_tasks import TASKS
+from curation.store.review_store import ReviewStore
+from wsi_bench.tasks import TASKS
 from tests.curation.conftest import KEY_ENV, add_synthetic_reports
 from tests.helpers.openai_server import OpenAIStandIn
 
@@ -58,7 +58,7 @@ def test_crash_mid_generation_then_resume(tmp_path, llm_key, responder):
     store = ReviewStore.open(str(db))
     with store.db.read() as s:
         from sqlalchemy import select
-        from curation.store_schema import GenerationJob, PairRow
+        from curation.store.schema import GenerationJob, PairRow
         jobs = list(s.scalars(select(GenerationJob)))
         pairs = list(s.scalars(select(PairRow)))
     assert len(jobs) == total_jobs and {j.status for j in jobs} == {"ok"}

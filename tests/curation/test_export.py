@@ -6,8 +6,8 @@ import pytest
 
 from curation.errors import CurationError
 from curation.export import ExportSettings, export_dataset, split_of
-from curation.review_views import PermissionDenied
-from curation.wsi_bench_files import read_benchmark
+from curation.store.views import PermissionDenied
+from wsi_bench.files import read_benchmark
 from tests.curation.conftest import imported_pair
 
 

@@ -7,7 +7,7 @@ import pytest
 from curation import cli
 from curation.export import export_dataset
 from curation.hub_push import push_export
-from curation.review_views import PermissionDenied
+from curation.store.views import PermissionDenied
 from tests.curation.conftest import imported_pair
 
 

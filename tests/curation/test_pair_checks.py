@@ -3,7 +3,7 @@
 import pytest
 
 from curation.pair_checks import CheckSources, PairDraft, run_checks
-from curation.pair_records import render_question, split_choice_question
+from wsi_bench.records import render_question, split_choice_question
 
 REPORT = ("FINAL DIAGNOSIS: Invasive ductal carcinoma, Nottingham grade 2. The tumour forms nests with "
           "pleomorphic nuclei. Lymphovascular invasion is not identified. Pathologic stage pT2 N0.")

@@ -5,9 +5,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from curation.review_status import ReviewInputError
-from curation.review_store import ReviewStore
-from curation.review_views import NotFound, PermissionDenied, StaleVersionError
+from curation.store.status import ReviewInputError
+from curation.store.review_store import ReviewStore
+from curation.store.views import NotFound, PermissionDenied, StaleVersionError
 from tests.curation.conftest import imported_pair
 
 
@@ -140,7 +140,7 @@ def test_audit_log_and_reviews_are_append_only(team):
 def test_store_reopens_and_rejects_bad_targets(team, tmp_path):
     again = ReviewStore.open(str(tmp_path / "store.sqlite"))
     assert again.count_pairs() == 7 and again.role_of("lead") == "lead"
-    from curation.store_db import StoreError
+    from curation.store.db import StoreError
     with pytest.raises(StoreError, match="driver|neither"):
         ReviewStore.open("nosuchdriver+x://host/db")
 

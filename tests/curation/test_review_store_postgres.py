@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from curation.review_store import ReviewStore
+from curation.store.review_store import ReviewStore
 from tests.curation.review_scenarios import basic_flow, concurrent_reviews
 
 

@@ -54,7 +54,7 @@ def test_score_end_to_end_with_offline_judge(tmp_path, capsys):
 
 
 def test_interrupted_run_resumes_from_the_journal(tmp_path, capsys):
-    from evaluation.judges import JudgeConfig
+    from evaluation.judge_types import JudgeConfig
     from evaluation.offline_judge import OfflineJudge
     from evaluation.scorer import ScoreConfig, run_scoring
 
@@ -110,13 +110,13 @@ class _EveryClaimRight:
     """A judge stand-in (no model, no network): one claim per text, each scored 1."""
 
     def __init__(self):
-        from evaluation.judges import JudgeIdentity
+        from evaluation.judge_types import JudgeIdentity
 
         self.identity = JudgeIdentity(name="stub", model="stub", prompt_version="stub-1", approximate=True)
 
     def judge(self, items, on_result):
         from evaluation.claim_scores import ClaimJudgement, MetricResult
-        from evaluation.judges import ItemJudgement
+        from evaluation.judge_types import ItemJudgement
 
         for item in items:
             one = MetricResult.scored([ClaimJudgement(item.reference, 1.0, "stub")])
@@ -132,7 +132,7 @@ class _EveryClaimRight:
 def test_rerun_recomputes_the_nlu_metrics_of_reused_rows(tmp_path):
     """A reused judged row keeps its judgement, but its NLU values are recomputed: a stored value from an
     older metric implementation (e.g. before ROUGE-L followed the official script) must not survive."""
-    from evaluation.judges import JudgeConfig
+    from evaluation.judge_types import JudgeConfig
     from evaluation.scorer import ScoreConfig, run_scoring
 
     preds = write_jsonl(tmp_path / "preds.jsonl", own_rows({("1_Report", "S1-1"): "An invasive ductal carcinoma."}))

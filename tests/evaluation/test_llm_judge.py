@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-from curation.llm_client import LLMSettings
+from llm.client import LLMSettings
 from evaluation import judge_prompts as jp
 from evaluation.cli import main as cli_main
 from evaluation.errors import JudgeConfigError
-from evaluation.judges import JudgeConfig
+from evaluation.judge_types import JudgeConfig
 from evaluation.schemas import load_scores, load_summary
 from evaluation.scorer import ScoreConfig, run_scoring
 from tests.evaluation.fixtures import own_rows, write_jsonl
@@ -200,7 +200,7 @@ def test_cli_exit_codes_and_missing_key(server, key, tmp_path, monkeypatch, caps
 def test_evaluations_in_another_order_than_the_claims_are_invalid():
     """Scores are matched to claims by position; a judge that echoes the claims in another order would
     silently give each claim another claim's score."""
-    from curation.llm_types import ReplyError
+    from llm.errors import ReplyError
 
     claims = ["The tumor is grade 2.", "Lymphovascular invasion is present."]
     swapped = [{"claim": claims[1], "explanation": "yes", "score": 1},

@@ -2,7 +2,8 @@
 
 import pytest
 
-from evaluation.judges import JudgeConfig, build_judge
+from evaluation.judge_types import JudgeConfig
+from evaluation.judges import build_judge
 from evaluation.offline_judge import THRESHOLDS, similarity_to_score
 from evaluation.predictions import ScoringItem
 

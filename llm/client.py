@@ -1,0 +1,349 @@
+"""The project's one LLM client: every LLM call (curation and evaluation judges) goes through `LLMClient`.
+
+It talks to any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server) with the official
+`openai` SDK and adds what the SDK does not: structured output with a fallback for servers that lack it
+(json_schema -> json_object -> plain text parsed as JSON), validated replies, retries with backoff on
+429/5xx/timeouts/invalid replies, a concurrency limit, a persistent SQLite cache keyed by
+(model, prompt name + version, sampling settings, inputs), token counts and an estimated cost, and a
+dry-run estimate that spends nothing. The API key is read from an environment variable at the first
+real request; it is never logged, stored or returned, and its value is replaced by "[REDACTED]" in every
+error and log message built from a server's reply (proxies and self-hosted servers may echo it). In
+"auto" structured-output mode a refused request is retried with json_object, then plain text; the
+client keeps a lower mode only once a request in it was accepted.
+
+    settings = LLMSettings(base_url="http://localhost:8000/v1", model="qwen2.5-7b", cache_path="cache.sqlite")
+    client = LLMClient(settings)
+    result = client.complete(MY_PROMPT, "user text")          # LLMResult, or raises LLMError
+    for index, outcome in client.imap_unordered(MY_PROMPT, texts):   # N requests at once
+        ...                                                    # LLMResult | LLMFailure
+    print(client.estimate(MY_PROMPT, texts))                   # the dry run
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from llm.cache import ResponseCache
+from llm.types import (
+    CostEstimate,
+    LLMFailure,
+    LLMResult,
+    Prompt,
+    RunStats,
+    T,
+    Usage,
+    cost_usd,
+    decode_json_reply,
+    estimate_tokens,
+)
+from llm.errors import LLMConfigError, LLMError, ReplyError
+
+log = logging.getLogger(__name__)
+
+STRUCTURED_OUTPUT_MODES = ("auto", "json_schema", "json_object", "text")
+_MODE_ORDER = ("json_schema", "json_object", "text")     # the auto mode's fallbacks, in order
+_MIN_SECRET_CHARS = 6     # shorter "keys" are placeholders for servers without authentication ("x", "none")
+
+# List prices in USD per 1M tokens (input, output), as published by OpenAI in 2025. Exact model names
+# only: an unknown or local model has no price unless --price-input/--price-output are given.
+PRICES_PER_1M_USD: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-2024-08-06": (2.50, 10.00),
+    "gpt-4o-2024-11-20": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5-mini": (0.25, 2.00),
+}
+
+
+@dataclass
+class LLMSettings:
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-2024-08-06"
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    seed: int | None = 0
+    timeout_s: float = 120.0
+    max_attempts: int = 4
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+    concurrency: int = 4
+    cache_path: str | None = None
+    structured_output: str = "auto"
+    price_input_per_1m_usd: float | None = None
+    price_output_per_1m_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^https?://", self.base_url):
+            raise LLMConfigError(f"base_url must start with http:// or https://, got {self.base_url!r}.")
+        if not self.model:
+            raise LLMConfigError("model must be set (the model name the endpoint serves).")
+        if self.structured_output not in STRUCTURED_OUTPUT_MODES:
+            raise LLMConfigError(f"structured_output must be one of {STRUCTURED_OUTPUT_MODES}, "
+                                 f"got {self.structured_output!r}.")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise LLMConfigError(f"temperature must be within [0, 2], got {self.temperature}.")
+        if self.max_attempts < 1 or self.concurrency < 1:
+            raise LLMConfigError("max_attempts and concurrency must be at least 1.")
+        if self.timeout_s <= 0 or self.backoff_initial_s < 0 or self.backoff_max_s < 0:
+            raise LLMConfigError("timeout_s must be positive and backoff times non-negative.")
+        if (self.price_input_per_1m_usd is None) != (self.price_output_per_1m_usd is None):
+            raise LLMConfigError("give both price_input_per_1m_usd and price_output_per_1m_usd, or neither.")
+
+    @property
+    def prices(self) -> tuple[float, float] | None:
+        if self.price_input_per_1m_usd is not None:
+            return (self.price_input_per_1m_usd, self.price_output_per_1m_usd)
+        return PRICES_PER_1M_USD.get(self.model)
+
+    def public_dict(self) -> dict:
+        """What may be stored beside results: never the key (only the variable's name is kept)."""
+        return {"base_url": self.base_url, "model": self.model, "temperature": self.temperature,
+                "seed": self.seed, "structured_output": self.structured_output}
+
+
+class LLMClient:
+    def __init__(self, settings: LLMSettings, cache: ResponseCache | None = None) -> None:
+        self.settings = settings
+        self.cache = cache if cache is not None else ResponseCache(settings.cache_path)
+        self.stats = RunStats()
+        self._mode = "json_schema" if settings.structured_output == "auto" else settings.structured_output
+        self._mode_lock = threading.Lock()
+        self._sdk = None
+        self._sdk_lock = threading.Lock()
+        self._key: str | None = None
+
+    # -- keys, cache and estimates -------------------------------------------------------------
+    def cache_key(self, prompt: Prompt, user: str) -> str:
+        payload = {"model": self.settings.model, "prompt": prompt.name, "version": prompt.version,
+                   "system": prompt.system, "schema": prompt.schema, "user": user,
+                   "temperature": self.settings.temperature, "seed": self.settings.seed}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+    def estimate(self, prompt: Prompt, users: Sequence[str]) -> CostEstimate:
+        """The dry run: how many requests a run would send, their tokens and cost. Sends nothing."""
+        uncached = [u for u in users if self.cache.get(self.cache_key(prompt, u)) is None]
+        system_tokens = estimate_tokens(prompt.system + json.dumps(prompt.schema))
+        input_tokens = sum(system_tokens + estimate_tokens(u) for u in uncached)
+        output_tokens = prompt.max_output_tokens * len(uncached)
+        return CostEstimate(n_requests=len(uncached), n_cached=len(users) - len(uncached),
+                            input_tokens=input_tokens, output_tokens=output_tokens,
+                            cost_usd=cost_usd(input_tokens, output_tokens, self.settings.prices))
+
+    def cost_usd(self) -> float | None:
+        return cost_usd(self.stats.input_tokens, self.stats.output_tokens, self.settings.prices)
+
+    # -- calls -----------------------------------------------------------------------------------
+    def complete(self, prompt: Prompt[T], user: str) -> LLMResult[T]:
+        outcome = self.try_complete(prompt, user)
+        if isinstance(outcome, LLMFailure):
+            raise LLMError(f"{prompt.name}: {outcome.error} (after {outcome.attempts} attempt(s))")
+        return outcome
+
+    def try_complete(self, prompt: Prompt[T], user: str) -> LLMResult[T] | LLMFailure:
+        """One validated reply (from the cache when possible), or an `LLMFailure` after all retries.
+        Configuration errors (missing/rejected key, unknown model) raise `LLMConfigError`."""
+        key = self.cache_key(prompt, user)
+        hit = self.cache.get(key)
+        if hit is not None:
+            try:
+                value = prompt.parse(decode_json_reply(hit.reply))
+            except ReplyError as exc:  # a parser stricter than the one that validated it: ask again
+                log.warning("%s: cached reply no longer validates (%s); requesting a new one", prompt.name, exc)
+            else:
+                self.stats.add(cache_hits=1)
+                return LLMResult(value, hit.reply, True, Usage(hit.input_tokens, hit.output_tokens), 0, key)
+        last_error, last_raw = "no attempt made", None
+        for attempt in range(1, self.settings.max_attempts + 1):
+            if attempt > 1:
+                self.stats.add(retries=1)
+            try:
+                raw, usage = self._request(prompt, user)
+            except _Retryable as exc:
+                last_error = str(exc)
+                self._sleep_before_retry(attempt, exc.retry_after_s)
+                continue
+            except _Fatal as exc:
+                self.stats.add(failures=1)
+                return LLMFailure(str(exc), attempt, key)
+            try:
+                value = prompt.parse(decode_json_reply(raw))
+            except ReplyError as exc:
+                self.stats.add(invalid_replies=1)
+                last_error, last_raw = self.redact(f"invalid reply: {exc}"), self.redact(raw)
+                log.warning("%s: invalid reply (attempt %d/%d): %s", prompt.name, attempt,
+                            self.settings.max_attempts, last_error)
+                continue
+            self.cache.put(key, prompt.name, prompt.version, self.settings.model, raw,
+                           usage.input_tokens, usage.output_tokens)
+            return LLMResult(value, raw, False, usage, attempt, key)
+        self.stats.add(failures=1)
+        return LLMFailure(last_error, self.settings.max_attempts, key, last_raw)
+
+    def imap_unordered(self, prompt: Prompt[T], users: Sequence[str]
+                       ) -> Iterator[tuple[int, LLMResult[T] | LLMFailure]]:
+        """(index, outcome) as each call finishes, at most `settings.concurrency` at once."""
+        if not users:
+            return
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llm") as pool:
+            futures = {pool.submit(self.try_complete, prompt, user): i for i, user in enumerate(users)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def map(self, prompt: Prompt[T], users: Sequence[str]) -> list[LLMResult[T] | LLMFailure]:
+        outcomes: list = [None] * len(users)
+        for index, outcome in self.imap_unordered(prompt, users):
+            outcomes[index] = outcome
+        return outcomes
+
+    # -- the HTTP request ------------------------------------------------------------------------
+    def _client(self):
+        with self._sdk_lock:
+            if self._sdk is None:
+                from openai import OpenAI
+
+                api_key = os.environ.get(self.settings.api_key_env)
+                if not api_key:
+                    raise LLMConfigError(
+                        f"The environment variable {self.settings.api_key_env} is not set. Export the API key "
+                        f"for {self.settings.base_url} there (any non-empty value for servers without "
+                        "authentication, such as vLLM or Ollama).")
+                self._key = api_key
+                self._sdk = OpenAI(base_url=self.settings.base_url, api_key=api_key,
+                                   timeout=self.settings.timeout_s, max_retries=0)
+            return self._sdk
+
+    def _messages(self, prompt: Prompt, user: str, mode: str) -> list[dict]:
+        system = prompt.system
+        if mode != "json_schema":
+            system += ("\n\nReply with JSON only, no other text, matching this JSON schema:\n"
+                       + json.dumps(prompt.schema))
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def _request(self, prompt: Prompt, user: str) -> tuple[str, Usage]:
+        import openai
+
+        client = self._client()
+        mode = self._mode
+        while True:
+            kwargs: dict[str, Any] = dict(model=self.settings.model, messages=self._messages(prompt, user, mode),
+                                          temperature=self.settings.temperature,
+                                          max_tokens=prompt.max_output_tokens)
+            if self.settings.seed is not None:
+                kwargs["seed"] = self.settings.seed
+            if mode == "json_schema":
+                kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": re.sub(r"[^A-Za-z0-9_-]", "_", prompt.name)[:64], "schema": prompt.schema,
+                    "strict": True}}
+            elif mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+            self.stats.add(requests_sent=1)
+            # Errors below are re-raised `from None` with a redacted message: the SDK's exception holds the
+            # server's reply, which may echo the key, and a chained cause would print it in any traceback.
+            try:
+                response = client.chat.completions.create(**kwargs)
+            except openai.AuthenticationError as exc:
+                raise LLMConfigError(self.redact(f"{self.settings.base_url} rejected the API key "
+                                                 f"(${self.settings.api_key_env}): {_status_text(exc)}")) from None
+            except openai.NotFoundError as exc:
+                raise LLMConfigError(self.redact(f"{self.settings.base_url} has no model {self.settings.model!r} or "
+                                                 f"no chat completions endpoint: {_status_text(exc)}")) from None
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if self.settings.structured_output == "auto" and mode != "text":
+                    # Perhaps the server lacks this response_format: retry this request with the next mode.
+                    # The client adopts that mode only once a request in it is accepted, so one request
+                    # refused for another reason (too long, ...) does not downgrade the whole run.
+                    mode = _MODE_ORDER[_MODE_ORDER.index(mode) + 1]
+                    continue
+                raise _Fatal(self.redact(f"the server refused the request: {_status_text(exc)}")) from None
+            except openai.RateLimitError as exc:
+                raise _Retryable(self.redact(f"rate limited (429): {_status_text(exc)}"), _retry_after(exc)) from None
+            except openai.APITimeoutError:
+                raise _Retryable(f"timed out after {self.settings.timeout_s:g} s") from None
+            except openai.APIConnectionError as exc:
+                raise _Retryable(self.redact(f"cannot connect to {self.settings.base_url}: {exc}")) from None
+            except openai.APIStatusError as exc:
+                if exc.status_code >= 500 or exc.status_code in (408, 409):
+                    raise _Retryable(self.redact(f"server error {_status_text(exc)}"), _retry_after(exc)) from None
+                raise _Fatal(self.redact(f"the server answered {_status_text(exc)}")) from None
+            except openai.APIResponseValidationError as exc:
+                raise _Retryable(self.redact(f"the server sent a malformed response: {exc}")) from None
+            self._adopt(mode)
+            return self._reply_text(response, prompt, user)
+
+    def _reply_text(self, response, prompt: Prompt, user: str) -> tuple[str, Usage]:
+        choices = getattr(response, "choices", None) or []
+        content = choices[0].message.content if choices and choices[0].message else None
+        text = content or ""
+        usage = getattr(response, "usage", None)
+        if usage is not None and usage.prompt_tokens is not None:
+            counted = Usage(int(usage.prompt_tokens), int(usage.completion_tokens or 0))
+        else:
+            counted = Usage(estimate_tokens(prompt.system + user), estimate_tokens(text), estimated=True)
+        self.stats.add(input_tokens=counted.input_tokens, output_tokens=counted.output_tokens)
+        return text, counted
+
+    def _adopt(self, mode: str) -> None:
+        """Remember a structured-output fallback that the server accepted (never goes back up)."""
+        with self._mode_lock:
+            if _MODE_ORDER.index(mode) > _MODE_ORDER.index(self._mode):
+                log.warning("%s refused response_format %s; falling back to %s", self.settings.base_url,
+                            self._mode, mode)
+                self._mode = mode
+
+    def redact(self, text: str) -> str:
+        """`text` with the API key's value replaced (servers and proxies may echo the key in errors)."""
+        key = self._key or os.environ.get(self.settings.api_key_env) or ""
+        return text.replace(key, "[REDACTED]") if len(key) >= _MIN_SECRET_CHARS else text
+
+    def _sleep_before_retry(self, attempt: int, retry_after_s: float | None) -> None:
+        if attempt >= self.settings.max_attempts:
+            return
+        backoff = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (attempt - 1))
+        wait = retry_after_s if retry_after_s is not None else backoff * (0.5 + random.random() / 2)
+        wait = min(wait, self.settings.backoff_max_s)
+        log.info("LLM request failed (attempt %d/%d); retrying in %.2f s", attempt, self.settings.max_attempts,
+                 wait)
+        time.sleep(wait)
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class _Fatal(Exception):
+    pass
+
+
+def _status_text(exc) -> str:
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    detail = body.get("message") if isinstance(body, dict) and "message" in body else (body or exc)
+    return f"HTTP {status}: {str(detail)[:300]}" if status else str(detail)[:300]
+
+
+def _retry_after(exc) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,177 @@
+"""The WSI-Bench task table and both released file formats (fixtures written here, real layouts)."""
+
+import json
+
+import pytest
+
+from wsi_bench.files import (
+    BenchFormatError,
+    patient_id_from_slide,
+    read_bench_file,
+    read_benchmark,
+    write_llava_json,
+    write_official_jsonl,
+)
+from wsi_bench.tasks import (
+    METADATA_TO_TASK,
+    TASKS,
+    Capability,
+    UnknownTaskError,
+    resolve_task,
+    tasks_for_capability,
+)
+
+SLIDE = "TCGA-BH-A18U-01Z-00-DX1.63940315-59BC-462B-87A8-2BBB33C9503E"
+
+
+def llava_record(qid, question, answer, slide=SLIDE):
+    return {"id": qid, "image": f"TCGA-BRCA/{slide}.pt",
+            "conversations": [{"from": "human", "value": f"<image>\n{question}"},
+                              {"from": "gpt", "value": answer}]}
+
+
+@pytest.mark.parametrize("name, task, capability, answer_format", [
+    ("Staging_choice_test.json", "staging_choice", "treatment_planning", "choice"),
+    ("some/dir/Prognosis_TF_question_train.json", "prognosis_yes_no", "treatment_planning", "yes_no"),
+    ("1_Report_test.json", "report_generation", "report_generation", "open"),
+    ("Treatment_Planing", "treatment_planning", "treatment_planning", "open"),
+    ("Treatment_Planning", "treatment_planning", "treatment_planning", "open"),
+    ("Caption", "global_morphology_description", "morphological_analysis", "open"),
+    ("infiltration", "regional_structure_description", "morphological_analysis", "open"),
+    ("Morphology", "specific_feature_description", "morphological_analysis", "open"),
+    ("Feature", "key_diagnostic_description", "morphological_analysis", "open"),
+    ("Subtype", "molecular_subtyping", "diagnosis", "open"),
+    ("Diagnosis_choice", "diagnosis_choice", "diagnosis", "choice"),
+    ("grading", "grading", "diagnosis", "open"),
+])
+def test_resolve_task_maps_stems_metadata_and_ids(name, task, capability, answer_format):
+    spec = resolve_task(name)
+    assert (spec.task, spec.capability.value, spec.answer_format.value) == (task, capability, answer_format)
+
+
+def test_unknown_task_is_an_error_listing_known_names():
+    with pytest.raises(UnknownTaskError, match="Unknown WSI-Bench task 'Conversation'.*Staging_choice"):
+        resolve_task("Conversation")
+
+
+def test_table_covers_eleven_open_tasks_and_every_metadata_value():
+    open_tasks = [spec for spec in TASKS if not spec.answer_format.closed]
+    assert len(open_tasks) == 11
+    assert set(METADATA_TO_TASK) == {"Report", "Caption", "tissue", "cellular", "infiltration", "Morphology",
+                                     "Feature", "Classification", "Grade", "Subtype", "Stage", "Prognosis",
+                                     "Treatment"}
+    assert {spec.task for spec in tasks_for_capability(Capability.DIAGNOSIS) if not spec.answer_format.closed} \
+        == {"histological_typing", "grading", "molecular_subtyping"}
+
+
+def test_llava_json_round_trip(tmp_path):
+    path = tmp_path / "Staging_choice_test.json"
+    path.write_text(json.dumps([llava_record(f"{SLIDE}-1", "Stage? A) T1 B) T2 C) T3 D) T4", "B")]))
+    [item] = read_bench_file(path)
+    assert item.task == "staging_choice" and item.answer == "B"
+    assert item.question.startswith("Stage?") and "<image>" not in item.question
+    assert item.slide_id == SLIDE and item.patient_id == "TCGA-BH-A18U" == patient_id_from_slide(SLIDE)
+    out = tmp_path / "out" / "Staging_choice_test.json"
+    write_llava_json([item], out)
+    assert json.loads(out.read_text()) == json.loads(path.read_text())
+
+
+def test_official_jsonl_round_trip(tmp_path):
+    path = tmp_path / "WSI-Bench-test.jsonl"
+    row = {"question_id": f"Stage_{SLIDE}-1_1", "image": f"TCGA-BRCA/{SLIDE}.pt",
+           "question": "What is the TNM stage?", "T-answer": "T2N0M0.", "metadata": "Stage"}
+    path.write_text(json.dumps(row) + "\n\n")
+    [item] = read_benchmark(path)
+    assert (item.task, item.question, item.answer) == ("staging", "What is the TNM stage?", "T2N0M0.")
+    out = tmp_path / "copy.jsonl"
+    write_official_jsonl([item], out)
+    assert json.loads(out.read_text()) == row
+
+
+def test_folder_reads_both_formats_with_split_and_task_filters(tmp_path):
+    (tmp_path / "Grading_test.json").write_text(json.dumps([llava_record("a", "Grade?", "Grade 2.")]))
+    (tmp_path / "Grading_train.json").write_text(json.dumps([llava_record("b", "Grade?", "Grade 3.")]))
+    (tmp_path / "Prognosis_test.json").write_text(json.dumps([llava_record("c", "Prognosis?", "Good.")]))
+    items = read_benchmark(tmp_path, split="test")
+    assert sorted(i.question_id for i in items) == ["a", "c"]
+    assert [i.question_id for i in read_benchmark(tmp_path, split="test", tasks=["Grade"])] == ["a"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"id": 1}), "must hold a JSON list"),
+    (json.dumps([{"image": "x.pt", "conversations": []}]), "record 0: missing field 'id'"),
+    (json.dumps([{"id": "q1", "image": "x.pt", "conversations": [{"from": "human", "value": "hi"}]}]),
+     "needs a human turn and a gpt turn"),
+    (json.dumps([{"id": "q1", "image": "x.pt", "conversations": [{"from": "gpt", "value": "A"},
+                                                                  {"from": "human", "value": "Q"}]}]),
+     "turn 0: 'from' is 'gpt', expected 'human'"),
+])
+def test_malformed_llava_files_name_the_file_record_and_field(tmp_path, content, message):
+    path = tmp_path / "Grading_test.json"
+    path.write_text(content)
+    with pytest.raises(BenchFormatError, match=message) as info:
+        read_bench_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_bad_records_can_be_collected_instead_of_raising(tmp_path):
+    path = tmp_path / "Grading_train.json"
+    good = llava_record("good", "Grade?", "Grade 1.")
+    bad = {"id": "bad", "image": "x.pt", "conversations": [{"from": "gpt", "value": "A"},
+                                                           {"from": "human", "value": "Q"}]}
+    path.write_text(json.dumps([good, bad]))
+    problems = []
+    items = read_benchmark(path, problems=problems)
+    assert [i.question_id for i in items] == ["good"]
+    assert len(problems) == 1 and "id bad" in problems[0]
+
+
+def test_jsonl_with_unknown_metadata_is_an_error(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"question_id": "q", "image": "a.pt", "question": "?", "T-answer": "!",
+                                "metadata": "Weather"}) + "\n")
+    with pytest.raises(UnknownTaskError, match="Weather"):
+        read_benchmark(path)
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(BenchFormatError, match="neither an existing file/folder nor a Hub dataset id"):
+        read_benchmark(tmp_path / "nope" / "missing.json")
+
+
+def test_a_combined_file_takes_each_records_task_from_its_metadata(tmp_path):
+    path = tmp_path / "WSI-Bench-train.json"
+    staging = {**llava_record("a", "Stage?", "T2N0M0."), "metadata": "Stage"}
+    choice = {**llava_record("b", "Stage? A) T1 B) T2 C) T3 D) T4", "B"), "metadata": "Staging_choice"}
+    path.write_text(json.dumps([staging, choice]))
+    assert [i.task for i in read_benchmark(tmp_path, split="train")] == ["staging", "staging_choice"]
+    unnamed = tmp_path / "other" / "everything.json"
+    unnamed.parent.mkdir()
+    unnamed.write_text(json.dumps([llava_record("c", "Q?", "A.")]))
+    with pytest.raises(BenchFormatError, match="no `metadata` field and the file name does not name a WSI-Bench"):
+        read_bench_file(unnamed)
+
+
+@pytest.mark.parametrize("name, split", [
+    ("Grading_test.json", "test"), ("Staging_choice_train.json", "train"), ("WSI-Bench-test.jsonl", "test"),
+    ("WSI-Bench-open-question.jsonl", "test"), ("WSI-Bench-train.json", "train"), ("notes.json", None),
+])
+def test_file_split(name, split):
+    from wsi_bench.files import file_split
+
+    assert file_split(name) == split
+
+
+def test_hub_dataset_downloads_only_the_requested_split(hub, tmp_path):
+    row = {"question_id": "Stage_x_1", "image": f"TCGA-BRCA/{SLIDE}.pt", "question": "Stage?", "T-answer": "T1.",
+           "metadata": "Stage"}
+    hub.state.upload("org/bench", {"WSI-Bench-open-question.jsonl": json.dumps(row) + "\n",
+                                   "WSI-Bench-train.json": json.dumps([{**llava_record("t", "Q?", "A."),
+                                                                        "metadata": "Grade"}])},
+                     repo_type="dataset")
+    items = read_benchmark("org/bench", split="test")
+    assert [(i.task, i.question_id) for i in items] == [("staging", "Stage_x_1")]
+    assert not any("WSI-Bench-train.json" in path for _, path in hub.requests if "resolve" in path)
+    with pytest.raises(BenchFormatError, match="no WSI-Bench .json/.jsonl files for split 'val'"):
+        read_benchmark("org/bench", split="val")

@@ -1,0 +1,279 @@
+"""The app's settings: one table (`SETTINGS`) gives every setting its command-line flag, its environment
+variable, its default and its meaning; `load_config(argv, environ)` reads them into `AppConfig`.
+
+A flag wins over its environment variable, which wins over the default. Secrets (HF_TOKEN, the judge's
+API key) are never settings: huggingface_hub reads HF_TOKEN itself and the judge reads the variable
+*named* by WSI_LLAVA_JUDGE_API_KEY_ENV, so no secret value is held, shown or logged here.
+
+    python app.py --help                       # every flag, with its variable
+    python -m ui.config --markdown         # the README table of flags and variables
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+LOAD_4BIT_CHOICES = ("auto", "always", "never")
+JUDGE_CHOICES = ("offline", "openai")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class AppConfigError(ValueError):
+    """A flag or environment variable with an unusable value; the message names it and the fix."""
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE | _FALSE:
+        return value in _TRUE
+    raise ValueError("expected true/false (1/0, yes/no, on/off)")
+
+
+def _optional(text: str) -> str | None:
+    return text.strip() or None
+
+
+def _roots(text: str) -> tuple[Path, ...]:
+    return tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part.strip())
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"choose one of {', '.join(choices)}")
+        return text
+    return parse
+
+
+def _positive(kind: type) -> Callable[[str], float | int]:
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+    return parse
+
+
+def _workers(text: str) -> int | None:
+    if text.strip() == "auto":
+        return None
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 'auto' or >= 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    field: str
+    env: str
+    flag: str
+    default: str
+    parse: Callable[[str], object]
+    help: str
+    env_fallbacks: tuple[str, ...] = ()       # read when `env` is unset (e.g. what Spaces set)
+
+
+DEFAULT_MODEL = "Lucas-yuc/WSI-LLaVA-7b"
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "WSI_LLAVA_HOST", "--host", "127.0.0.1", str, "address to listen on (0.0.0.0: all interfaces)",
+            ("GRADIO_SERVER_NAME",)),
+    Setting("port", "WSI_LLAVA_PORT", "--port", "7860", int, "port to listen on", ("GRADIO_SERVER_PORT",)),
+    Setting("share", "WSI_LLAVA_SHARE", "--share", "false", _bool, "also open a public gradio.live link"),
+    Setting("model", "WSI_LLAVA_MODEL", "--model", DEFAULT_MODEL, str,
+            "WSI-LLaVA checkpoint: a known name, a converted folder or a Hub id; the published LLaVA-layout "
+            "checkpoints are converted once into --model-cache"),
+    Setting("model_revision", "WSI_LLAVA_MODEL_REVISION", "--model-revision", "", _optional, "Hub revision of --model"),
+    Setting("load_4bit", "WSI_LLAVA_LOAD_4BIT", "--load-4bit", "auto", _choice(LOAD_4BIT_CHOICES),
+            "4-bit nf4 language model: auto (on CUDA only), always, never"),
+    Setting("device", "WSI_LLAVA_DEVICE", "--device", "auto", str, "cpu, cuda, cuda:1 ... (auto: cuda when available)"),
+    Setting("preload", "WSI_LLAVA_PRELOAD", "--preload", "true", _bool,
+            "start loading the model in the background at start-up (false: on the first question)"),
+    Setting("model_cache", "WSI_LLAVA_MODEL_CACHE", "--model-cache", "~/.cache/wsi-llava/models",
+            lambda t: Path(t).expanduser(), "folder for converted checkpoints"),
+    Setting("slide_encoder", "WSI_LLAVA_SLIDE_ENCODER", "--slide-encoder", "prov-gigapath",
+            lambda t: None if t == "none" else _choice(("prov-gigapath",))(t),
+            "slide encoder attached when converting (prov-gigapath, gated: needs HF_TOKEN; none: WSI-Bench "
+            "slide tokens only, no slide uploads)"),
+    Setting("benchmark", "WSI_LLAVA_BENCHMARK", "--benchmark", "Lucas-yuc/WSI-Bench", _optional,
+            "WSI-Bench files for the examples: a folder, a file or a Hub dataset id (empty: no examples)"),
+    Setting("benchmark_split", "WSI_LLAVA_BENCHMARK_SPLIT", "--benchmark-split", "test", _optional,
+            "keep only that split's benchmark files: *_<split>.json[l] and the released names, e.g. WSI-Bench-open-question.jsonl is test (empty: all)"),
+    Setting("features_root", "WSI_LLAVA_FEATURES_ROOT", "--features-root", "Lucas-yuc/WSIBench-pt", _optional,
+            "released slide tokens (.pt) / features (.h5) of the examples: a folder or a Hub dataset id"),
+    Setting("max_examples", "WSI_LLAVA_MAX_EXAMPLES", "--max-examples", "100", _positive(int),
+            "at most this many example slides in the picker"),
+    Setting("results_dir", "WSI_LLAVA_RESULTS_DIR", "--results-dir", "results", lambda t: Path(t).expanduser(),
+            "folder of `wsi-llava evaluate score` runs for the Metrics tab"),
+    Setting("upload_dir", "WSI_LLAVA_UPLOAD_DIR", "--upload-dir", "", _optional,
+            "where per-session upload folders are made (default: a new folder in the system temp dir)"),
+    Setting("max_upload_mb", "WSI_LLAVA_MAX_UPLOAD_MB", "--max-upload-mb", "4096", _positive(float),
+            "largest accepted upload (and unpacked .zip), in MB"),
+    Setting("allowed_roots", "WSI_LLAVA_ALLOWED_ROOTS", "--allowed-roots", "", _roots,
+            f"folders of slides on this server offered in the Q&A tab ('{os.pathsep}'-separated); no other "
+            "server path is ever opened on a user's request"),
+    Setting("session_ttl_min", "WSI_LLAVA_SESSION_TTL_MIN", "--session-ttl-min", "120", _positive(float),
+            "a session idle this long is ended and its uploads deleted (closing the tab ends it at once)"),
+    Setting("tile_workers", "WSI_LLAVA_TILE_WORKERS", "--tile-workers", "auto", _workers,
+            "tile-reading worker processes for feature extraction (auto: the slide pipeline's default)"),
+    Setting("tile_batch_size", "WSI_LLAVA_TILE_BATCH_SIZE", "--tile-batch-size", "64", _positive(int),
+            "tiles per tile-encoder batch"),
+    Setting("max_new_tokens", "WSI_LLAVA_MAX_NEW_TOKENS", "--max-new-tokens", "1024", _positive(int),
+            "default answer length limit (tokens; the official setting is 1024); adjustable in the tab"),
+    Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "0.2", float,
+            "default sampling temperature (0 = greedy; the official setting is 0.2)"),
+    Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_CHOICES),
+            "live WSI-Precision/Relevance judge: offline (approximate, no network) or openai"),
+    Setting("judge_model", "WSI_LLAVA_JUDGE_MODEL", "--judge-model", "", _optional,
+            "judge LLM name (openai judge) or embedding model folder (offline judge)"),
+    Setting("judge_base_url", "WSI_LLAVA_JUDGE_BASE_URL", "--judge-base-url", "https://api.openai.com/v1", str,
+            "OpenAI-compatible endpoint of the openai judge"),
+    Setting("judge_api_key_env", "WSI_LLAVA_JUDGE_API_KEY_ENV", "--judge-api-key-env", "OPENAI_API_KEY", str,
+            "NAME of the environment variable holding the judge's API key (the key itself is never a setting)"),
+    Setting("judge_cache", "WSI_LLAVA_JUDGE_CACHE", "--judge-cache", "", _optional,
+            "SQLite file caching the openai judge's replies (empty: no cache)"),
+    Setting("review_store", "WSI_LLAVA_REVIEW_STORE", "--review-store", "curation.sqlite", str,
+            "the curation review store: a SQLite file or an SQLAlchemy URL (Curation review tab)"),
+    Setting("users_file", "WSI_LLAVA_USERS_FILE", "--users-file", "", _optional,
+            "name/password list for signing in to the review tab when not on a Space"),
+)
+SETTINGS_BY_FIELD = {setting.field: setting for setting in SETTINGS}
+SECRET_ENV_HINTS = ("HF_TOKEN", "OPENAI_API_KEY")   # read by their libraries, never by this module
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    model: str = DEFAULT_MODEL
+    model_revision: str | None = None
+    load_4bit: str = "auto"
+    device: str = "auto"
+    preload: bool = True
+    model_cache: Path = Path("~/.cache/wsi-llava/models").expanduser()
+    slide_encoder: str | None = "prov-gigapath"
+    benchmark: str | None = "Lucas-yuc/WSI-Bench"
+    benchmark_split: str | None = "test"
+    features_root: str | None = "Lucas-yuc/WSIBench-pt"
+    max_examples: int = 100
+    results_dir: Path = Path("results")
+    upload_dir: str | None = None
+    max_upload_mb: float = 4096.0
+    allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
+    session_ttl_min: float = 120.0
+    tile_workers: int | None = None
+    tile_batch_size: int = 64
+    max_new_tokens: int = 1024
+    temperature: float = 0.2
+    judge: str = "offline"
+    judge_model: str | None = None
+    judge_base_url: str = "https://api.openai.com/v1"
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_cache: str | None = None
+    review_store: str = "curation.sqlite"
+    users_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise AppConfigError(f"--port / WSI_LLAVA_PORT: {self.port} is not a port number (1-65535).")
+        if self.load_4bit not in LOAD_4BIT_CHOICES:
+            raise AppConfigError(f"--load-4bit / WSI_LLAVA_LOAD_4BIT: choose one of {LOAD_4BIT_CHOICES}.")
+        if self.judge not in JUDGE_CHOICES:
+            raise AppConfigError(f"--judge / WSI_LLAVA_JUDGE: choose one of {JUDGE_CHOICES}.")
+        if self.judge == "openai" and not self.judge_model:
+            raise AppConfigError("--judge openai needs --judge-model / WSI_LLAVA_JUDGE_MODEL (e.g. gpt-4o-2024-08-06).")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.judge_api_key_env):
+            raise AppConfigError("--judge-api-key-env / WSI_LLAVA_JUDGE_API_KEY_ENV must be the NAME of an "
+                                 "environment variable (e.g. OPENAI_API_KEY), not a key.")
+        if self.temperature < 0:
+            raise AppConfigError("--temperature / WSI_LLAVA_TEMPERATURE must be >= 0.")
+        for root in self.allowed_roots:
+            if not root.is_dir():
+                raise AppConfigError(f"--allowed-roots / WSI_LLAVA_ALLOWED_ROOTS: {root} is not a folder.")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def examples_enabled(self) -> bool:
+        return bool(self.benchmark and self.features_root)
+
+    def upload_root(self) -> Path:
+        """The folder per-session upload folders go in (created; a fresh temp folder by default)."""
+        if self.upload_dir:
+            path = Path(self.upload_dir).expanduser()
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        return Path(tempfile.mkdtemp(prefix="wsi-llava-uploads-"))
+
+    def public_items(self) -> list[tuple[str, str]]:
+        """(variable, value) pairs safe to show: no secret is a setting; a password in the store URL is hidden."""
+        items = []
+        for setting in SETTINGS:
+            value = asdict(self)[setting.field]
+            if isinstance(value, tuple):
+                value = os.pathsep.join(str(v) for v in value)
+            text = "" if value is None else str(value)
+            if setting.field == "review_store":
+                text = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", text)
+            items.append((setting.env, text))
+        return items
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description="WSI-LLaVA studio: slide Q&A, curation review and metric dashboards.",
+        epilog="Every flag has an environment variable (shown in brackets); a flag wins over its variable. "
+               "Secrets are read by their libraries only: HF_TOKEN (Hub access, gated models) and the judge's "
+               "API key variable.")
+    for setting in SETTINGS:
+        names = f"{setting.env}" + "".join(f", {name}" for name in setting.env_fallbacks)
+        text = f"{setting.help} [{names}; default: {setting.default or 'none'}]"
+        if setting.parse is _bool:
+            parser.add_argument(setting.flag, dest=setting.field, default=None, nargs="?", const="true",
+                                metavar="BOOL", help=text)
+        else:
+            parser.add_argument(setting.flag, dest=setting.field, default=None, help=text)
+    return parser
+
+
+def load_config(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Flags, then environment variables, then defaults; AppConfigError names the bad flag/variable."""
+    environ = os.environ if environ is None else environ
+    args = vars(_parser().parse_args(argv))
+    values = {}
+    for setting in SETTINGS:
+        raw, origin = args.get(setting.field), setting.flag
+        if raw is None:
+            for name in (setting.env, *setting.env_fallbacks):
+                if name in environ:
+                    raw, origin = environ[name], name
+                    break
+        if raw is None:
+            raw, origin = setting.default, f"the default of {setting.env}"
+        try:
+            values[setting.field] = setting.parse(raw)
+        except ValueError as exc:
+            raise AppConfigError(f"{origin}: {raw!r} is not valid ({exc}).") from exc
+    return AppConfig(**values)
+
+
+def markdown_table() -> str:
+    lines = ["| flag | environment variable | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        env = f"`{s.env}`" + "".join(f" (or `{name}`)" for name in s.env_fallbacks)
+        lines.append(f"| `{s.flag}` | {env} | `{s.default}` | {s.help} |" if s.default else
+                     f"| `{s.flag}` | {env} | none | {s.help} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
