@@ -10,7 +10,7 @@ So the numbers show the machinery works end to end (stage 1 -> 2 -> 3 chained th
 model.init_from, resume, a merged export), not model quality.
 
     python benchmarks/training_integration.py [--bench ../shared/wsi-bench-train-small] [--out DIR]
-    python benchmarks/training_integration.py --features-only runs/synthetic-features   # for tiny.yaml
+    python benchmarks/training_integration.py --features-only runs/synthetic-features
 
 Prints one JSON object: per stage the steps, seconds, first/last training loss and validation metrics.
 """

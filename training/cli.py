@@ -4,6 +4,7 @@
                     [--resume] [--push-to-hub REPO] [--skip-missing-features] [--dry-run]
     wsi-llava train --check-leakage PATH [PATH ...] [--split train] [--per-file] [--fail-on-leakage]
     wsi-llava train --merge CHECKPOINT OUT_DIR
+    wsi-llava train --demo [DIR]          # synthetic data + all three stages of tiny.yaml on the CPU
 
 Overrides use the config's sections, e.g. `--train.max_steps 10 --data.tasks grading,staging
 --model.load_4bit true`. `--dry-run` checks the config, data and feature files and prints the plan
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="WSI-Bench files/folders/Hub ids: report slides and patients shared between them")
     mode.add_argument("--merge", nargs=2, metavar=("CHECKPOINT", "OUT_DIR"),
                       help="write a standalone merged checkpoint of a stage 2-3 training checkpoint")
+    mode.add_argument("--demo", nargs="?", const="runs/demo", metavar="DIR",
+                      help="write a SYNTHETIC demo data set into DIR/data (default runs/demo) and run the three "
+                           "stages of training/configs/tiny.yaml on it, chained, then merge (about a minute)")
     parser.add_argument("--stage", type=int, choices=(1, 2, 3), help="1 alignment, 2 projector, 3 instruction tuning")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the final checkpoint + model card to REPO")
@@ -101,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check_leakage:
             return _leakage(args)
+        if args.demo:
+            from training.demo import run_demo
+
+            print(json.dumps(run_demo(Path(args.demo)), indent=2, default=str))
+            return 0
         if args.merge:
             from training.merge_export import merge_checkpoint
 
