@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-LOAD_4BIT_CHOICES = ("auto", "always", "never")
-JUDGE_CHOICES = ("offline", "openai")
+from evaluation.judge_types import JUDGE_NAMES
+from llm.client import LLMSettings
+from ui.qa.model_manager import LOAD_4BIT_POLICIES
+from ui.qa.upload_sandbox import DEFAULT_MAX_UPLOAD_MB
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -90,7 +92,7 @@ SETTINGS: tuple[Setting, ...] = (
             "WSI-LLaVA checkpoint: a known name, a converted folder or a Hub id; the published LLaVA-layout "
             "checkpoints are converted once into --model-cache"),
     Setting("model_revision", "WSI_LLAVA_MODEL_REVISION", "--model-revision", "", _optional, "Hub revision of --model"),
-    Setting("load_4bit", "WSI_LLAVA_LOAD_4BIT", "--load-4bit", "auto", _choice(LOAD_4BIT_CHOICES),
+    Setting("load_4bit", "WSI_LLAVA_LOAD_4BIT", "--load-4bit", "auto", _choice(LOAD_4BIT_POLICIES),
             "4-bit nf4 language model: auto (on CUDA only), always, never"),
     Setting("device", "WSI_LLAVA_DEVICE", "--device", "auto", str, "cpu, cuda, cuda:1 ... (auto: cuda when available)"),
     Setting("preload", "WSI_LLAVA_PRELOAD", "--preload", "true", _bool,
@@ -113,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
             "folder of `wsi-llava evaluate score` runs for the Metrics tab"),
     Setting("upload_dir", "WSI_LLAVA_UPLOAD_DIR", "--upload-dir", "", _optional,
             "where per-session upload folders are made (default: a new folder in the system temp dir)"),
-    Setting("max_upload_mb", "WSI_LLAVA_MAX_UPLOAD_MB", "--max-upload-mb", "4096", _positive(float),
+    Setting("max_upload_mb", "WSI_LLAVA_MAX_UPLOAD_MB", "--max-upload-mb", f"{DEFAULT_MAX_UPLOAD_MB:g}", _positive(float),
             "largest accepted upload (and unpacked .zip), in MB"),
     Setting("allowed_roots", "WSI_LLAVA_ALLOWED_ROOTS", "--allowed-roots", "", _roots,
             f"folders of slides on this server offered in the Q&A tab ('{os.pathsep}'-separated); no other "
@@ -128,13 +130,13 @@ SETTINGS: tuple[Setting, ...] = (
             "default answer length limit (tokens; the official setting is 1024); adjustable in the tab"),
     Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "0.2", float,
             "default sampling temperature (0 = greedy; the official setting is 0.2)"),
-    Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_CHOICES),
+    Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_NAMES),
             "live WSI-Precision/Relevance judge: offline (approximate, no network) or openai"),
     Setting("judge_model", "WSI_LLAVA_JUDGE_MODEL", "--judge-model", "", _optional,
             "judge LLM name (openai judge) or embedding model folder (offline judge)"),
-    Setting("judge_base_url", "WSI_LLAVA_JUDGE_BASE_URL", "--judge-base-url", "https://api.openai.com/v1", str,
+    Setting("judge_base_url", "WSI_LLAVA_JUDGE_BASE_URL", "--judge-base-url", LLMSettings.base_url, str,
             "OpenAI-compatible endpoint of the openai judge"),
-    Setting("judge_api_key_env", "WSI_LLAVA_JUDGE_API_KEY_ENV", "--judge-api-key-env", "OPENAI_API_KEY", str,
+    Setting("judge_api_key_env", "WSI_LLAVA_JUDGE_API_KEY_ENV", "--judge-api-key-env", LLMSettings.api_key_env, str,
             "NAME of the environment variable holding the judge's API key (the key itself is never a setting)"),
     Setting("judge_cache", "WSI_LLAVA_JUDGE_CACHE", "--judge-cache", "", _optional,
             "SQLite file caching the openai judge's replies (empty: no cache)"),
@@ -144,49 +146,59 @@ SETTINGS: tuple[Setting, ...] = (
             "name/password list for signing in to the review tab when not on a Space"),
 )
 SETTINGS_BY_FIELD = {setting.field: setting for setting in SETTINGS}
+
+
+def _default(name: str):
+    """The parsed default of setting `name`: the table is the one home of the app's defaults."""
+    setting = SETTINGS_BY_FIELD[name]
+    return setting.parse(setting.default)
+
+
 SECRET_ENV_HINTS = ("HF_TOKEN", "OPENAI_API_KEY")   # read by their libraries, never by this module
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    host: str = "127.0.0.1"
-    port: int = 7860
-    share: bool = False
-    model: str = DEFAULT_MODEL
-    model_revision: str | None = None
-    load_4bit: str = "auto"
-    device: str = "auto"
-    preload: bool = True
-    model_cache: Path = Path("~/.cache/wsi-llava/models").expanduser()
-    slide_encoder: str | None = "prov-gigapath"
-    benchmark: str | None = "Lucas-yuc/WSI-Bench"
-    benchmark_split: str | None = "test"
-    features_root: str | None = "Lucas-yuc/WSIBench-pt"
-    max_examples: int = 100
-    results_dir: Path = Path("results")
-    upload_dir: str | None = None
-    max_upload_mb: float = 4096.0
-    allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
-    session_ttl_min: float = 120.0
-    tile_workers: int | None = None
-    tile_batch_size: int = 64
-    max_new_tokens: int = 1024
-    temperature: float = 0.2
-    judge: str = "offline"
-    judge_model: str | None = None
-    judge_base_url: str = "https://api.openai.com/v1"
-    judge_api_key_env: str = "OPENAI_API_KEY"
-    judge_cache: str | None = None
-    review_store: str = "curation.sqlite"
-    users_file: str | None = None
+    """Every setting of the app; the defaults are the table's (`SETTINGS`), parsed."""
+
+    host: str = _default("host")
+    port: int = _default("port")
+    share: bool = _default("share")
+    model: str = _default("model")
+    model_revision: str | None = _default("model_revision")
+    load_4bit: str = _default("load_4bit")
+    device: str = _default("device")
+    preload: bool = _default("preload")
+    model_cache: Path = _default("model_cache")
+    slide_encoder: str | None = _default("slide_encoder")
+    benchmark: str | None = _default("benchmark")
+    benchmark_split: str | None = _default("benchmark_split")
+    features_root: str | None = _default("features_root")
+    max_examples: int = _default("max_examples")
+    results_dir: Path = _default("results_dir")
+    upload_dir: str | None = _default("upload_dir")
+    max_upload_mb: float = _default("max_upload_mb")
+    allowed_roots: tuple[Path, ...] = _default("allowed_roots")
+    session_ttl_min: float = _default("session_ttl_min")
+    tile_workers: int | None = _default("tile_workers")
+    tile_batch_size: int = _default("tile_batch_size")
+    max_new_tokens: int = _default("max_new_tokens")
+    temperature: float = _default("temperature")
+    judge: str = _default("judge")
+    judge_model: str | None = _default("judge_model")
+    judge_base_url: str = _default("judge_base_url")
+    judge_api_key_env: str = _default("judge_api_key_env")
+    judge_cache: str | None = _default("judge_cache")
+    review_store: str = _default("review_store")
+    users_file: str | None = _default("users_file")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise AppConfigError(f"--port / WSI_LLAVA_PORT: {self.port} is not a port number (1-65535).")
-        if self.load_4bit not in LOAD_4BIT_CHOICES:
-            raise AppConfigError(f"--load-4bit / WSI_LLAVA_LOAD_4BIT: choose one of {LOAD_4BIT_CHOICES}.")
-        if self.judge not in JUDGE_CHOICES:
-            raise AppConfigError(f"--judge / WSI_LLAVA_JUDGE: choose one of {JUDGE_CHOICES}.")
+        if self.load_4bit not in LOAD_4BIT_POLICIES:
+            raise AppConfigError(f"--load-4bit / WSI_LLAVA_LOAD_4BIT: choose one of {LOAD_4BIT_POLICIES}.")
+        if self.judge not in JUDGE_NAMES:
+            raise AppConfigError(f"--judge / WSI_LLAVA_JUDGE: choose one of {JUDGE_NAMES}.")
         if self.judge == "openai" and not self.judge_model:
             raise AppConfigError("--judge openai needs --judge-model / WSI_LLAVA_JUDGE_MODEL (e.g. gpt-4o-2024-08-06).")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.judge_api_key_env):

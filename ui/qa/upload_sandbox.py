@@ -31,6 +31,7 @@ from modeling.slide.files import OPENSLIDE_EXTENSIONS, PLAIN_IMAGE_EXTENSIONS, S
 ARCHIVE_SUFFIXES = (".zip",)
 UPLOAD_SUFFIXES = tuple(sorted(set(SLIDE_EXTENSIONS) | set(ARCHIVE_SUFFIXES)))
 MAX_ARCHIVE_MEMBERS = 50_000
+DEFAULT_MAX_UPLOAD_MB = 4096             # the app's --max-upload-mb default (ui.config reads it)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
