@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from llm.client import LLMClient
@@ -18,7 +19,8 @@ def add_store(parser: argparse.ArgumentParser) -> None:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", metavar="PATH",
                         help="where to write the summary JSON with every input's status "
-                             "(default: <step>-summary.json beside a file store, else in the current folder)")
+                             "(default: <store>.<step>-summary.json beside a file store, <database>.<step>-summary.json "
+                             "in the current folder for a database URL)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
 
 
@@ -30,10 +32,13 @@ def add_llm(parser: argparse.ArgumentParser) -> None:
 
 
 def _beside_store(store: str, name: str) -> Path:
+    """`<store>.<name>` beside a file store (so two stores in one folder never share a summary or a cache),
+    or `<database>.<name>` in the current folder for a database URL."""
     if "://" in store:
-        return Path.cwd() / name
+        database = re.sub(r"[^A-Za-z0-9_.-]", "_", store.split("?")[0].rstrip("/").rsplit("/", 1)[-1]) or "store"
+        return Path.cwd() / f"{database}.{name}"
     path = Path(store).expanduser().resolve()
-    return path.parent / f"{path.stem}.{name}" if name.endswith(".sqlite") else path.parent / name
+    return path.parent / f"{path.stem}.{name}"
 
 
 def llm_client(args: argparse.Namespace) -> LLMClient:

@@ -30,7 +30,7 @@ def test_cli_clean_enrich_generate_review_export(tmp_path, capsys, llm_server, l
            "--price-input", "1", "--price-output", "2"]
     code, out, _ = run(capsys, "clean", reports_file, *llm, "--dry-run")     # stores the reports, cleans nothing
     assert code == 0 and json.loads(out)["estimate"]["n_requests"] == 1 and llm_server.request_count == 0
-    assert json.loads((tmp_path / "clean-summary.json").read_text())["items"][0] == {
+    assert json.loads((tmp_path / "curation.clean-summary.json").read_text())["items"][0] == {
         "status": "reports", "added": 5, "already_stored": 0}
     code, out, _ = run(capsys, "clean", reports_file, *llm)
     assert code == 0 and json.loads(out)["counts"] == {"reports": 1, "ok": 5}
@@ -85,3 +85,20 @@ def test_cli_generation_failures_exit_3_and_list_them(tmp_path, capsys, llm_serv
     assert code == 3 and json.loads(out)["counts"] == {"failed": 4}
     items = json.loads((tmp_path / "g.json").read_text())["items"]
     assert all(i["status"] == "failed" and "not valid JSON" in i["error"] for i in items)
+
+
+def test_two_stores_in_one_folder_keep_their_own_summaries(tmp_path, capsys, reports_file):
+    for name in ("first", "second"):
+        code, _, _ = run(capsys, "clean", reports_file, "--store", tmp_path / f"{name}.sqlite", "--model", "m",
+                         "--dry-run")
+        assert code == 0
+    assert sorted(p.name for p in tmp_path.glob("*summary.json")) == ["first.clean-summary.json",
+                                                                      "second.clean-summary.json"]
+
+
+def test_a_database_url_names_its_summary_after_the_database(tmp_path, monkeypatch):
+    from curation.cli_options import _beside_store
+
+    monkeypatch.chdir(tmp_path)
+    assert _beside_store("postgresql+psycopg://ann@db.example/wsi_bench?sslmode=require", "clean-summary.json") == \
+        tmp_path / "wsi_bench.clean-summary.json"
