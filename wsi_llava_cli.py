@@ -65,5 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     return int(func(rest) or 0)
 
 
+def console_main() -> int:
+    """The `wsi-llava` console script: `main` that ends quietly when stdout's reader has gone (`| head`)."""
+    from common.pipes import exit_quietly_on_closed_pipe
+
+    return exit_quietly_on_closed_pipe(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

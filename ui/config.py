@@ -288,4 +288,8 @@ def markdown_table() -> str:
 
 
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+
+    from common.pipes import exit_quietly_on_closed_pipe
+
+    sys.exit(exit_quietly_on_closed_pipe(lambda: print(markdown_table())))

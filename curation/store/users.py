@@ -153,4 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.pipes import exit_quietly_on_closed_pipe
+
+    sys.exit(exit_quietly_on_closed_pipe(main))
