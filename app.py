@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
 from typing import Callable
 
@@ -39,11 +40,13 @@ def build_services(config: AppConfig):
     from ui.qa.background import BackgroundTask
     from ui.qa.model_manager import ModelManager, ModelSpec
     from ui.qa.sessions import SlideSessions
-    from ui.qa.upload_sandbox import UploadSandbox
+    from ui.qa.upload_sandbox import UploadSandbox, remove_orphaned_upload_roots
     from ui.errors import register_secret_env
     from ui.qa.services import QaServices, list_server_slides
 
     register_secret_env(config.judge_api_key_env)
+    for folder in remove_orphaned_upload_roots():
+        log.info("removed %s, left behind by an app process that is gone", folder)
     upload_root = config.upload_root()
     sandbox = UploadSandbox(upload_root, config.max_upload_bytes, incoming_roots=[gradio_upload_folder()])
     sandbox.discard_older_than(config.session_ttl_min * 60)     # left behind by an earlier process
@@ -136,6 +139,11 @@ def launch_kwargs(config: AppConfig) -> dict:
             "max_file_size": config.max_upload_bytes, "css": APP_CSS, "show_error": True}
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    """SIGTERM ends the app like Ctrl-C: Gradio closes the server, `main` deletes the uploads."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(argv)                    # --help and bad values end here, before any heavy import
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a configuration the libraries refuse (bad judge settings, unwritable folders)
         print(f"app.py: error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)       # docker stop, systemd, Space restarts: clean up too
     try:
         demo.launch(prevent_thread_lock=True, **launch_kwargs(config))
         start_background(demo.services)

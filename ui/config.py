@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 from evaluation.judge_types import JUDGE_NAMES
 from llm.client import LLMSettings
 from ui.qa.model_manager import LOAD_4BIT_POLICIES
-from ui.qa.upload_sandbox import DEFAULT_MAX_UPLOAD_MB
+from ui.qa.upload_sandbox import DEFAULT_MAX_UPLOAD_MB, new_upload_root
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -224,7 +223,7 @@ class AppConfig:
             path = Path(self.upload_dir).expanduser()
             path.mkdir(parents=True, exist_ok=True)
             return path
-        return Path(tempfile.mkdtemp(prefix="wsi-llava-uploads-"))
+        return new_upload_root()
 
     def public_items(self) -> list[tuple[str, str]]:
         """(variable, value) pairs safe to show: no secret is a setting; a password in the store URL is hidden."""

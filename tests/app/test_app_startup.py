@@ -66,3 +66,35 @@ def test_help_lists_every_variable_and_bad_values_exit_with_the_reason(tmp_path)
                              text=True, env=offline_env(tmp_path), timeout=60)
     assert refused.returncode == 2 and "--load-4bit: 'maybe' is not valid" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_sigterm_cleans_up_like_ctrl_c_and_orphans_of_dead_processes_are_removed(tmp_path):
+    """docker stop / systemd / Space restarts send SIGTERM: the temp upload folder must not outlive the app.
+    Folders left by app processes that died anyway (SIGKILL) are removed at the next start."""
+    import signal
+
+    from ui.qa.upload_sandbox import UPLOAD_ROOT_PREFIX
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = temp / f"{UPLOAD_ROOT_PREFIX}{int(dead.stdout)}-abc123"
+    (orphan / "session" / "slide").mkdir(parents=True)
+    (orphan / "session" / "slide" / "big.svs").write_bytes(b"x" * 1000)
+    env = offline_env(tmp_path)
+    del env["WSI_LLAVA_UPLOAD_DIR"]                          # the default: a new folder in the temp dir
+    env.update(TMPDIR=str(temp), WSI_LLAVA_PRELOAD="false", WSI_LLAVA_BENCHMARK="")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_page(f"http://127.0.0.1:{port}/", process)
+        assert not orphan.exists()
+        own = [p for p in temp.glob(f"{UPLOAD_ROOT_PREFIX}{process.pid}-*")]
+        assert len(own) == 1 and own[0].is_dir()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not own[0].exists()

@@ -16,22 +16,29 @@ slide: a DICOM WSI (its .dcm instances) or one slide file with its companion fil
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 import stat
+import tempfile
 import time
 import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from modeling.slide.errors import SlideError
-from modeling.slide.files import OPENSLIDE_EXTENSIONS, PLAIN_IMAGE_EXTENSIONS, SLIDE_EXTENSIONS, sniff
+from modeling.slide.files import (
+    OPENSLIDE_EXTENSIONS,
+    PLAIN_IMAGE_EXTENSIONS,
+    SLIDE_EXTENSIONS,
+    sniff,
+)
 
 ARCHIVE_SUFFIXES = (".zip",)
 UPLOAD_SUFFIXES = tuple(sorted(set(SLIDE_EXTENSIONS) | set(ARCHIVE_SUFFIXES)))
 MAX_ARCHIVE_MEMBERS = 50_000
 DEFAULT_MAX_UPLOAD_MB = 4096             # the app's --max-upload-mb default (ui.config reads it)
+UPLOAD_ROOT_PREFIX = "wsi-llava-uploads-"        # + "<pid>-<random>": a process's own temp upload folder
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -56,6 +63,37 @@ def confine(path: str | Path, roots: Iterable[str | Path], what: str = "path") -
             return resolved
     raise PathNotAllowedError(f"{what} {str(path)!r} is outside the folders this server may read "
                               f"({len(roots)} configured); it was not opened.")
+
+
+def new_upload_root(parent: str | Path | None = None) -> Path:
+    """A fresh upload folder for this process in the temp dir, named after its pid (see the sweep below)."""
+    return Path(tempfile.mkdtemp(prefix=f"{UPLOAD_ROOT_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # someone else's process: alive
+        return True
+    return True
+
+
+def remove_orphaned_upload_roots(parent: str | Path | None = None) -> list[Path]:
+    """Delete upload folders left in the temp dir by app processes that died without cleaning up (killed,
+    crashed, power loss): named `wsi-llava-uploads-<pid>-*`, owned by this user, their process gone."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed = []
+    for folder in sorted(parent.glob(f"{UPLOAD_ROOT_PREFIX}*-*")):
+        match = re.match(rf"{re.escape(UPLOAD_ROOT_PREFIX)}(\d+)-", folder.name)
+        if not match or folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and not _process_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def safe_name(name: str) -> str:
