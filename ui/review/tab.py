@@ -193,7 +193,7 @@ def _wire(s: ReviewScreen) -> None:
         ids, queue_values = _queue_values(s, me, _filters(tasks, statuses, checks_failed, include_reviewed))
         draft = flow.Draft(question or "", options or "", answer or "")
         if state is not None and (state.pair_id in ids or draft.differs_from(state)):
-            view = flow.open_pair(s.store, me, state.pair_id, set(ids))         # the pair on screen, refreshed
+            view = flow.open_pair(s.store, me, state.pair_id)         # the pair on screen, refreshed
             _, kept, was_kept = flow.reload_keeping_draft(view, state, draft)
             pair_values = s.pair_values(view, kept, reason if was_kept else None, comment if was_kept else "")
         else:
@@ -208,7 +208,7 @@ def _wire(s: ReviewScreen) -> None:
     def open_by_id(me, listed, pair_id):
         if pair_id is None:
             raise ReviewInputError("Type a pair number first.")
-        view = flow.open_pair(s.store, me, int(pair_id), set(listed))
+        view = flow.open_pair(s.store, me, int(pair_id))
         return [*s.pair_values(view), f"Opened pair {view.pair_id}."]
 
     @surface
@@ -226,7 +226,7 @@ def _wire(s: ReviewScreen) -> None:
     def reload(me, listed, state, question, options, answer, reason, comment):
         if state is None:
             raise ReviewInputError("Open a pair first.")
-        view = flow.open_pair(s.store, me, state.pair_id, set(listed))
+        view = flow.open_pair(s.store, me, state.pair_id)
         _, kept, was_kept = flow.reload_keeping_draft(view, state, flow.Draft(question, options, answer))
         message = (f"Reloaded pair {view.pair_id} (version {view.version}); your unsaved edit is kept in the boxes."
                    if was_kept else f"Reloaded pair {view.pair_id} (version {view.version}).")
