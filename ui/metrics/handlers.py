@@ -21,7 +21,13 @@ from evaluation.results_view import (
 )
 from ui.metrics.figures import capability_figure, nlu_figure, radar_figure
 from ui.metrics.layout import MetricsView
-from ui.metrics.views import claim_rows, detail_markdown, folder_choices, status_markdown, upload_message
+from ui.metrics.views import (
+    claim_rows,
+    detail_markdown,
+    folder_choices,
+    status_markdown,
+    upload_message,
+)
 
 
 def list_folder_runs(view: MetricsView):

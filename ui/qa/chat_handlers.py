@@ -17,7 +17,13 @@ from ui.qa.layout import QaView
 from ui.qa.model_manager import FAILED_STATE, LOADING, NOT_STARTED, READY
 from ui.qa.services import QaServices
 from ui.qa.sessions import NoSlideError, SlideQaSession, ensure_chat
-from ui.qa.slide_handlers import encode_on_gpu, extract_on_gpu, scaled_progress, session_of, stream_on_gpu
+from ui.qa.slide_handlers import (
+    encode_on_gpu,
+    extract_on_gpu,
+    scaled_progress,
+    session_of,
+    stream_on_gpu,
+)
 from ui.qa.views import (
     banner_markdown,
     chat_messages,

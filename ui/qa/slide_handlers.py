@@ -21,7 +21,12 @@ from ui.errors import redact, reports_errors, user_error
 from ui.qa.background import DONE
 from ui.qa.layout import QaView
 from ui.qa.services import QaServices
-from ui.qa.sessions import SlideQaSession, encode_slide_prefix, ensure_chat, stream_pieces
+from ui.qa.sessions import (
+    SlideQaSession,
+    encode_slide_prefix,
+    ensure_chat,
+    stream_pieces,
+)
 from ui.qa.slide_steps import Step, extract_inputs, tile_for_model
 from ui.qa.upload_sandbox import confine
 from ui.qa.views import app_mpp_message, examples_markdown, ready_note, slide_markdown
