@@ -2,7 +2,7 @@
 the viewer see, save a verdict from what is in the edit boxes, undo, pick the next pair, reload keeping a draft.
 
 Every function takes the signed-in `ReviewSession` (required) and raises `CurationError` subclasses with
-the store's own message; `ui/review/tab.py` turns them into `gr.Error`.
+the store's own message; the handlers (`ui.review.handlers`, `surface`) turn them into `gr.Error`.
 
     items = list_queue(store, session, QueueFilters(tasks=["grading"]))
     screen = open_pair(store, session, items[0].pair_id)        # refused unless the store allows it
