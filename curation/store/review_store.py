@@ -7,6 +7,7 @@ It is the API the command line and the Gradio review UI build on:
     store.add_annotator("lead", role="lead"); store.add_annotator("ann", actor="lead")
     store.assign("lead", k=2)                                   # k-overlap assignment (lead only)
     item = store.queue("ann", tasks=["grading"])[0]             # the annotator's queue, with filters
+    store.can_open(item.pair_id, viewer="ann")                  # the access rule of the review screen
     view = store.get_pair(item.pair_id, viewer="ann")           # pair + report + removed text + enrichment
                                                                 #   + grounding spans (blind mode aware)
     store.submit_review(view.pair_id, "ann", "edited", view.version, answer="...")   # optimistic locking
@@ -94,6 +95,31 @@ class ReviewStore(PipelineRecords, ReviewBook):
         return self.db.label
 
     # -- one pair, as a reviewer sees it -------------------------------------------------------------
+    def open_refusal(self, pair_id: int, viewer: str) -> str | None:
+        """Why `viewer` may not open pair `pair_id` in the review screen, or None when they may.
+
+        Leads open any pair. Annotators open the pairs of their own queue: assigned to them or to nobody,
+        and in blind mode not once adjudicated (the queue's rule, with every status and their own reviews)."""
+        with self.db.read() as s:
+            me = s.get(Annotator, viewer) if viewer else None
+            if me is None:
+                return f"unknown annotator {viewer!r}; a lead adds annotators first."
+            pair = s.get(PairRow, pair_id)
+            if pair is None:
+                return f"no pair {pair_id} in this store."
+            if me.role == "lead":
+                return None
+            assigned = set(s.scalars(select(Assignment.annotator).where(Assignment.pair_id == pair_id)))
+            status = pair.status
+        if (assigned and viewer not in assigned) or (status == "adjudicated" and self.blind_mode()):
+            return (f"pair {pair_id} is not in your queue (it is assigned to other annotators or adjudicated); "
+                    "pick a pair from your queue.")
+        return None
+
+    def can_open(self, pair_id: int, viewer: str) -> bool:
+        """True when `viewer` may open pair `pair_id` (see `open_refusal`); False for unknown viewers and pairs."""
+        return self.open_refusal(pair_id, viewer) is None
+
     def get_pair(self, pair_id: int, viewer: str) -> PairView:
         with self.db.read() as s:
             me = s.get(Annotator, viewer)

@@ -82,3 +82,21 @@ def test_uploaded_run_is_added(client, results_root, tmp_path):
 def test_paths_outside_the_results_folder_are_refused(client):
     with pytest.raises(Exception, match="not inside the results folder"):
         client.predict(["../../etc"], True, api_name="/select_folder_runs")
+
+
+def test_handlers_answer_with_component_dicts_without_a_server(results_root):
+    from ui.metrics import handlers
+    from ui.metrics.layout import build_metrics_layout
+    from ui.metrics.views import NO_RUN, status_markdown
+
+    with gr.Blocks():
+        view = build_metrics_layout(results_root)
+    shown = handlers.select_folder_runs(view, ["run-a"], [], True)
+    assert set(shown) == {view.runs, *view.run_outputs()}
+    assert shown[view.status] == status_markdown(shown[view.runs]) == "1 run(s): run-a (approximate judge)"
+    assert status_markdown([]) == NO_RUN and shown[view.run_pick]["value"] == 0
+    picked = handlers.pick_run(view, 0, shown[view.runs])
+    assert picked[view.task_pick]["choices"][0] == ("all tasks", "")
+    item = handlers.show_item(view, 0, picked[view.item_pick]["value"], shown[view.runs])
+    assert "**Question.**" in item[view.item] and item[view.claims]
+    assert handlers.show_item(view, None, None, []) == {view.item: "", view.claims: None}

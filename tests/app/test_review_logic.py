@@ -159,3 +159,36 @@ def test_thumbnails_never_leave_their_folder(tmp_path):
     assert thumbnail_path(root, "S1").endswith("S1.png")
     assert thumbnail_path(root, "S2") is None and thumbnail_path(root, "../secret") is None
     assert thumbnail_path(None, "S1") is None
+
+
+def test_open_handler_asks_the_store_and_answers_with_component_dicts(tmp_path):
+    import gradio as gr
+
+    from ui.review import handlers
+    from ui.review.session import ReviewSession
+    from ui.review.tab import build_review_screen
+
+    path = tmp_path / "store.sqlite"
+    store = ReviewStore.open(str(path))
+    store.save_imported([imported_pair(i) for i in range(2)], "fixture")
+    store.add_annotator("lead", role="lead")
+    for name in ("ann", "bob"):
+        store.add_annotator(name, actor="lead")
+    store.assign("lead", k=1, annotators=["ann"])
+    first = store.queue("ann")[0].pair_id
+    store.close()
+    with gr.Blocks():
+        screen = build_review_screen(ReviewSettings(str(path)))
+    try:
+        ann, bob, lead = (ReviewSession(name, role, "password") for name, role in
+                          (("ann", "annotator"), ("bob", "annotator"), ("lead", "lead")))
+        opened = handlers.open_by_id(screen, ann, [], first)
+        assert set(opened) == {*screen.pair_outputs(), screen.message}
+        assert opened[screen.pair_state].pair_id == first and opened[screen.message] == f"Opened pair {first}."
+        with pytest.raises(gr.Error, match="is not in your queue"):                    # ann's pair, blind mode
+            handlers.open_by_id(screen, bob, [], first)
+        assert handlers.open_by_id(screen, lead, [], first)[screen.pair_state].pair_id == first
+        with pytest.raises(gr.Error, match="no pair 999 in this store"):
+            handlers.open_by_id(screen, lead, [], 999)
+    finally:
+        screen.handle.close()

@@ -154,3 +154,29 @@ def test_blind_mode_hides_pairs_assigned_to_others(team):
     assert team.get_pair(foreign, "lead").pair_id == foreign         # leads see everything
     team.set_blind_mode(False, actor="lead")
     assert team.get_pair(foreign, "ann").pair_id == foreign          # open mode: visible, still not writable
+
+
+def test_can_open_follows_the_queue_rule(team):
+    team.assign("lead", k=1, annotators=["ann"], tasks=["grading"])
+    grading = ids(team.queue("ann", tasks=["grading"]))
+    [staging] = ids(team.queue("bob", tasks=["staging"]))                  # assigned to nobody
+    assert grading and all(team.can_open(p, "ann") for p in grading)      # own queue
+    assert team.can_open(staging, "ann") and team.can_open(staging, "bob")
+    assert not team.can_open(grading[0], "bob")                           # ann's pair, blind mode (the default)
+    assert "is not in your queue" in team.open_refusal(grading[0], "bob")
+    assert all(team.can_open(p, "lead") for p in grading + [staging])     # leads open any pair
+    assert not team.can_open(grading[0], "zed") and "unknown annotator 'zed'" in team.open_refusal(grading[0], "zed")
+    assert not team.can_open(10_000, "ann") and not team.can_open(10_000, "lead")
+    assert team.open_refusal(10_000, "lead") == "no pair 10000 in this store."
+    team.set_blind_mode(False, actor="lead")
+    assert not team.can_open(grading[0], "bob")                           # open mode: still not in bob's queue
+
+
+def test_can_open_in_blind_mode_ends_with_adjudication(team):
+    [pair_id] = ids(team.queue("ann", tasks=["staging"]))
+    version = team.submit_review(pair_id, "ann", "accepted", 0).version
+    version = team.submit_review(pair_id, "bob", "rejected", version, reason="duplicate").version
+    team.adjudicate(pair_id, "lead", "accepted", version)
+    assert not team.can_open(pair_id, "ann") and team.can_open(pair_id, "lead")
+    team.set_blind_mode(False, actor="lead")
+    assert team.can_open(pair_id, "ann")                                  # open mode: adjudicated pairs stay listed

@@ -1,6 +1,6 @@
 """The services the Slide Q&A tab works with (app.py builds them): the model manager, per-session slide
 state, the upload sandbox, live scoring, WSI-Bench examples and the server's slide listing.
-No Gradio here; `ui.qa.tab` draws and wires.
+No Gradio here; `ui.qa.layout` draws, `ui.qa.tab` wires, the handlers use these.
 """
 
 from dataclasses import dataclass

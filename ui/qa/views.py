@@ -1,7 +1,7 @@
 """What the Slide Q&A tab shows, as text: the model banner (with the fix matching the reason), the examples
 status, the slide panel, the chat messages, the turn note, the live score and the message for a slide without
 resolution metadata. Pure functions of the services' state (no components), so they are easy to test and
-reuse; `ui.qa.tab` puts them on screen.
+reuse; the handlers (`ui.qa.slide_handlers`, `ui.qa.chat_handlers`) put them on screen.
 """
 
 import re

@@ -1,11 +1,11 @@
-"""The review tab's steps over the review store, without Gradio: list the queue, open a pair the viewer may
-see, save a verdict from what is in the edit boxes, undo, pick the next pair, reload keeping a draft.
+"""The review tab's steps over the review store, without Gradio: list the queue, open a pair the store lets
+the viewer see, save a verdict from what is in the edit boxes, undo, pick the next pair, reload keeping a draft.
 
 Every function takes the signed-in `ReviewSession` (required) and raises `CurationError` subclasses with
-the store's own message; `ui/review/tab.py` turns them into `gr.Error`.
+the store's own message; the handlers (`ui.review.handlers`, `surface`) turn them into `gr.Error`.
 
     items = list_queue(store, session, QueueFilters(tasks=["grading"]))
-    screen = open_pair(store, session, items[0].pair_id, {i.pair_id for i in items})
+    screen = open_pair(store, session, items[0].pair_id)        # refused unless the store allows it
     outcome = save_verdict(store, session, screen.state, "edited", edits=edit_fields(screen.state, q, o, a))
 """
 
@@ -75,19 +75,12 @@ def list_queue(store: ReviewStore, session: ReviewSession | None, filters: Queue
                        limit=QUEUE_LIMIT)
 
 
-def may_open(store: ReviewStore, me: ReviewSession, pair_id: int, listed: set[int]) -> bool:
-    """Leads open any pair; annotators only the pairs of their own queue (assigned to them or to nobody)."""
-    if me.is_lead or pair_id in listed:
-        return True
-    every = store.queue(me.name, statuses=STATUSES, include_reviewed=True, limit=10 ** 9)
-    return any(item.pair_id == pair_id for item in every)
-
-
-def open_pair(store: ReviewStore, session: ReviewSession | None, pair_id: int, listed: set[int]) -> PairView:
+def open_pair(store: ReviewStore, session: ReviewSession | None, pair_id: int) -> PairView:
+    """The pair, when the store lets the viewer open it (`ReviewStore.open_refusal` says why not)."""
     me = require(session)
-    if not may_open(store, me, int(pair_id), listed):
-        raise NotFound(f"pair {pair_id} is not in your queue (it is assigned to other annotators or adjudicated); "
-                       "pick a pair from your queue.")
+    refusal = store.open_refusal(int(pair_id), me.name)
+    if refusal is not None:
+        raise NotFound(refusal)
     return store.get_pair(int(pair_id), viewer=me.name)
 
 
