@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         demo.launch(prevent_thread_lock=True, **launch_kwargs(config))
         start_background(demo.services)
-        demo.block_thread()
+        demo.block_thread()                           # returns on Ctrl-C / SIGTERM, the server closed
+    except KeyboardInterrupt:                         # stopped while still starting up
+        demo.close()
     finally:
         demo.services.sessions.close_all()
         if not config.upload_dir:                     # the temp folder made for this process
