@@ -126,3 +126,22 @@ def test_every_package_says_what_it_is_for():
         for init in (ROOT / package).rglob("__init__.py"):
             doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
             assert len(doc) > 40, f"{init.relative_to(ROOT)}: say what the room is for and what it may import"
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 100
+
+
+def test_modules_and_functions_stay_small():
+    too_big = []
+    for path in project_files():
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_big.append(f"{where}: {len(text.splitlines())} lines (split it by responsibility)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_big.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert not too_big, "\n".join(too_big)
