@@ -59,7 +59,7 @@ def test_aggregate_counts_every_status_and_means_only_scored():
     stats = aggregate_metric([judged(1), judged(0.3, 0.7), MetricResult.no_claims(),
                               MetricResult.blank_prediction(["x"]), MetricResult.failed("e", "s")])
     assert stats == {"mean": pytest.approx((1 + 0.5 + 0) / 3), "n_items": 5, "n_scored": 3, "n_failed": 1,
-                     "n_no_claims": 1, "n_blank_prediction": 1}
+                     "n_no_claims": 1, "n_blank_prediction": 1, "n_not_addressed": 0}
 
 
 def row(task, capability, qid, p=None, r=None, correct=None, ref_answer=None, extracted="X"):

@@ -166,7 +166,7 @@ def build_metrics_tab(results_root: str | Path | None) -> None:
         return gr.update(choices=_folder_choices(results_root))
 
     def render(runs: list[Run], baselines: bool):
-        names = [run.label for run in runs]
+        names = [run.caption for run in runs]        # label [metric version; Table 2 Acc grouping]
         message = (f"{len(runs)} run(s): " + "; ".join(names)) if runs else "No run loaded: the baselines only."
         return (message, radar_figure(runs, "wsi_precision", "WSI-Precision per task"),
                 radar_figure(runs, "wsi_relevance", "WSI-Relevance per task"),
