@@ -22,8 +22,8 @@ limits); every output that shows these cells labels them "grouping inferred".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
+from wsi_bench.files import patient_id_from_slide, slide_id_from_image
 from wsi_bench.tasks import TASKS
 from evaluation.baselines import TABLE2_CAPABILITIES
 from evaluation.errors import EvaluationError
@@ -83,8 +83,8 @@ def get_grouping(name: str | None) -> ClosedGrouping:
 
 def patient_of(image: str | None) -> str | None:
     """The TCGA case id (first 12 characters, e.g. TCGA-D1-A17C) of a slide path; None when not TCGA."""
-    name = PurePosixPath(str(image or "").replace("\\", "/")).name
-    return name[:12] if name.startswith("TCGA-") and len(name) >= 12 else None
+    slide = slide_id_from_image(str(image or "").replace("\\", "/"))
+    return patient_id_from_slide(slide) if slide.startswith("TCGA-") and len(slide) >= 12 else None
 
 
 def closed_cells(rows: list[dict], name: str | None = None) -> tuple[dict[str, list[dict]], dict]:

@@ -16,8 +16,9 @@ refuse `temperature` other than 1, `seed` and `max_tokens` in Chat Completions w
 error `code` of `unsupported_parameter` / `unsupported_value` naming the `param` (`llm.params`). The
 client retries the same request without the parameter (`max_tokens` becomes `max_completion_tokens`,
 plus `REASONING_TOKENS_ALLOWANCE` for the hidden reasoning tokens), remembers it for the model for the
-rest of the run, logs it once, and reports it in `request_adjustments()`. No model name is special-cased. Prompts marked `verbatim` are sent exactly as
-written: no response_format and no schema note, whatever the structured-output mode.
+rest of the run, logs it once, and reports it in `request_adjustments()`. No model name is special-cased.
+Prompts marked `verbatim` are sent exactly as written: no response_format and no schema note, whatever
+the structured-output mode.
 
     settings = LLMSettings(base_url="http://localhost:8000/v1", model="qwen2.5-7b", cache_path="cache.sqlite")
     client = LLMClient(settings)
