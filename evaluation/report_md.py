@@ -39,8 +39,9 @@ def _table2(summary: dict) -> list[str]:
              _row(header), _row(["---"] * len(header))]
     for model, values in load_baselines()["table2"]["rows"].items():
         lines.append(_row([model] + [_fmt(values[c]) for c in table["columns"]]))
-    lines.append(_row([_this_run_label(summary)] + [_fmt(table["ours"][c]) + (" †" if c in labels else "")
-                                                    for c in table["columns"]]))
+    lines.append(_row([_this_run_label(summary)] + [
+        _fmt(table["ours"][c]) + (" †" if c in labels and table["ours"][c] is not None else "")
+        for c in table["columns"]]))
     counts = [str(table["ours_n"][c]) if c != "avg" else "" for c in table["columns"]]
     lines.append(_row(["items (n)"] + counts))
     lines.append("")
@@ -52,8 +53,8 @@ def _table2(summary: dict) -> list[str]:
                      + ("; each (patient, question) once" if grouping["one_per_patient_question"] else "")
                      + (f" ({grouping['n_collapsed_repeats']} repeats not counted)"
                         if grouping.get("n_collapsed_repeats") else "")
-                     + f". {grouping['description'][0].upper() + grouping['description'][1:]}; evidence: "
-                     f"{grouping['evidence']}. Per-task accuracies: see Per task.")
+                     + f". {grouping['description']}; evidence: {grouping['evidence']}. Per-task accuracies: "
+                     "see Per task.")
         lines.append("")
     if not table["avg_complete"]:
         lines.append("Avg is over the cells that have items only (the paper averages all nine).")

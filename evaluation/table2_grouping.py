@@ -58,16 +58,15 @@ GROUPINGS: dict[str, ClosedGrouping] = {
                "diagnosis": ("diagnosis_choice", "staging_choice"),
                "treatment_planning": ("prognosis_yes_no",)},
         one_per_patient_question=True,
-        description="inferred from the published accuracies (the only grouping of the released closed files "
-                    "consistent with all 12 published values; not confirmed by the authors): Morph = "
-                    "Morphology_choice, Diag = Diagnosis_choice + Staging_choice, Treat = Prognosis_TF, "
-                    "Molecular_Subtyping_choice not counted, each (patient, question) once"),
+        description="Inferred from the published accuracies: the only grouping of the released closed files "
+                    "found consistent with all 12 published values (a leading hypothesis, not confirmed by the "
+                    "authors)"),
     "task_table": ClosedGrouping(
         name="task_table", label="task-table grouping",
         cells={cap: tuple(spec.task for spec in TASKS if spec.answer_format.closed and spec.capability.value == cap)
                for cap in TABLE2_CAPABILITIES},
         one_per_patient_question=False,
-        description="the task table's capabilities, every item counted (does not reproduce the published "
+        description="The task table's capabilities, every item counted (it cannot reproduce the published "
                     "closed accuracies)"),
 }
 DEFAULT_TABLE2_GROUPING = "inferred"

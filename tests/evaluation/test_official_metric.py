@@ -194,3 +194,19 @@ def test_official_replies_are_read_by_the_definition_not_dropped():
             relevance.parse(bad)
     with pytest.raises(ReplyError):
         op.decode_reply("I reviewed the text; every claim is fine.")
+
+
+def test_live_scoring_in_the_app_uses_the_official_version_by_default(key):
+    from ui.qa.live_scoring import LiveScorer
+    from wsi_bench.files import BenchItem
+
+    item = BenchItem(question_id="C-1", image="TCGA-XX/C.pt", question="What stage?", answer=REF_C, task="staging",
+                     capability="treatment_planning", answer_format="open", source_task_name="Staging", source="t")
+    with OpenAIStandIn(responder=judge_reply) as server:
+        scorer = LiveScorer(JudgeConfig("openai", workers=1, llm=LLMSettings(
+            base_url=server.url, model="stand-in", api_key_env="TEST_JUDGE_KEY")))
+        score = scorer.score(item, PRED_C)
+        scorer.close()
+    assert score.metric_version == "official" and score.judge_label.endswith("metric version official")
+    assert score.wsi_relevance.score == 1.0 and score.wsi_relevance.ignored_claims == ["Patients enjoy gardening."]
+    assert server.requests[0]["messages"][1]["content"] == REF_C
