@@ -293,6 +293,16 @@ def run_pass(chosen: list[dict], args, work: Path) -> dict:
             "ours_requests": [r for r in requests[n_official:] if not refused & set(r)]}
 
 
+def _parity(prompts: dict, requests: dict, run: dict, metrics: dict) -> bool:
+    """Same prompts, our requests all the scripts' (theirs beyond ours only for blank predictions), no
+    stage error or failed judgement, and every per-item, per-task and overall value equal."""
+    return (all(prompts.values()) and requests["identical_apart_from_blank_predictions"]
+            and requests["distinct_ours"] > 0 and not run["official"]["stage_errors"] and run["code"] == 0
+            and all(metrics[m]["overall"]["equal"] and metrics[m]["per_item"]["mismatches"] == 0
+                    and metrics[m]["per_task"]["mismatches"] == 0 for m in ("wsi_precision", "wsi_relevance"))
+            and metrics["nlu"]["per_item"]["mismatches"] == 0 and metrics["nlu"]["averages"]["mismatches"] == 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--official-dir", required=True, type=Path, help="checkout of yu5-kim/WSI-LLaVA at f9ac921")
@@ -320,11 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                for key, name in OFFICIAL_PROMPT_OF.items()}
     metrics = compare_metrics(chosen, official, run["rows"], summary)
     request_check = compare_requests(run["official_requests"], run["ours_requests"])
-    parity = (all(prompts.values()) and request_check["identical_apart_from_blank_predictions"]
-              and request_check["distinct_ours"] > 0 and not official["stage_errors"] and run["code"] == 0
-              and all(metrics[m]["overall"]["equal"] and metrics[m]["per_item"]["mismatches"] == 0
-                      and metrics[m]["per_task"]["mismatches"] == 0 for m in ("wsi_precision", "wsi_relevance"))
-              and metrics["nlu"]["per_item"]["mismatches"] == 0 and metrics["nlu"]["averages"]["mismatches"] == 0)
+    parity = _parity(prompts, request_check, run, metrics)
     failures = None
     if args.failure_paths:
         broken = failure_items(args.bench)
