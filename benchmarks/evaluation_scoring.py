@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/evaluation_scoring.py [--sample ../shared/wsi-bench-sample] [--quick]
 
 Prints one JSON object on stdout (progress on stderr):
-- throughput: open-ended items scored through the LLM judge against a loopback OpenAI-compatible
-  server (tests/helpers/openai_server.py) answering every request after 100 ms, at 1, 8 and 32 workers
+- throughput: open-ended items scored through the LLM judge (default metric version, official) against a
+  loopback OpenAI-compatible server (tests/helpers/openai_server.py) answering every request after 100 ms
+  with the deterministic judge (tests/helpers/deterministic_judge.py), at 1, 8 and 32 workers
   (4 judge requests per item), with the speed-up over 1 worker;
 - cached_rerun: 3,000 items (cycled from the sample, all 16 task files) scored once to fill the judge
   cache, then re-scored (a) from the reply cache alone (scores.jsonl deleted) and (b) reusing the
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -30,6 +30,7 @@ from llm.client import LLMSettings  # noqa: E402
 from wsi_bench.files import read_benchmark  # noqa: E402
 from evaluation.judge_types import JudgeConfig  # noqa: E402
 from evaluation.scorer import ScoreConfig, run_scoring  # noqa: E402
+from tests.helpers.deterministic_judge import judge_reply  # noqa: E402
 from tests.helpers.openai_server import OpenAIStandIn  # noqa: E402
 
 KEY_ENV = "BENCH_JUDGE_KEY"
@@ -40,15 +41,11 @@ def log(message: str) -> None:
 
 
 def fake_judge(request: dict) -> str:
-    """Claims = sentences; every claim scores 1 if it appears verbatim in the other text, else 0."""
-    system, user = request["messages"][0]["content"], request["messages"][1]["content"]
-    if "Q&A pairs" in system:
-        return json.dumps([s for s in re.split(r"(?<=\.)\s+", user.split("Answer:\n", 1)[1]) if s.strip()])
-    if "pathological diagnosis texts" in system:
-        return json.dumps([s for s in re.split(r"(?<=\.)\s+", user) if s.strip()])
-    claims = json.loads(user.split("Claims:\n", 1)[1].split("\n\n", 1)[0])
-    other = user.split("\n\n", 1)[1]
-    return json.dumps([{"claim": c, "explanation": "bench", "score": 1 if c in other else 0} for c in claims])
+    """The deterministic WSI-Metric judge of the tests (either metric version's messages): claims are
+    sentences, scored by their share of content words found in the other text."""
+    reply = judge_reply(request)
+    assert isinstance(reply, str), "the benchmark's requests are all WSI-Metric prompts"
+    return reply
 
 
 def stand_in(**kwargs) -> OpenAIStandIn:

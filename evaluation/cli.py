@@ -3,7 +3,8 @@
     wsi-llava evaluate predict --model ID_OR_DIR --benchmark PATH_OR_HUB_ID --features-root DIR \\
         --out predictions.jsonl [--load-4bit] [--tasks ...]
     wsi-llava evaluate score PREDICTIONS --out DIR --judge offline|openai \\
-        [--judge-base-url URL --judge-model NAME] [--workers N] [--dry-run] [--references PATH]
+        [--judge-base-url URL --judge-model NAME] [--workers N] [--dry-run] [--references PATH] \\
+        [--metric-version official|strict] [--table2-grouping inferred|task_table]
 
 Exit status: 0 done; 1 an input/config error (message, no traceback); 3 scored, but some judgements
 failed (listed in summary.json/summary.md; re-run to retry them); 130 interrupted (re-run to resume).
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from llm.options import add_llm_options, llm_settings_from_args
 from evaluation.errors import EvaluationError
+from evaluation.metric_versions import DEFAULT_METRIC_VERSION, METRIC_VERSION_NAMES
+from evaluation.table2_grouping import DEFAULT_TABLE2_GROUPING, GROUPING_NAMES
 
 EXIT_FAILED_JUDGEMENTS = 3
 EXIT_INTERRUPTED = 130
@@ -35,6 +38,12 @@ def _score_parser(sub) -> None:
     add_llm_options(p, prefix="judge-", default_model=None, temperature=False,
                     title="LLM judge (--judge openai): any OpenAI-compatible endpoint; temperature is always 0")
     p.set_defaults(workers=4)
+    p.add_argument("--metric-version", choices=METRIC_VERSION_NAMES, default=DEFAULT_METRIC_VERSION,
+                   help="official (default): the official WSI-Metric scripts' prompts, messages, rounding and "
+                        "skipping rules; strict: this project's stricter variant (evaluation/README.md)")
+    p.add_argument("--table2-grouping", choices=GROUPING_NAMES, default=DEFAULT_TABLE2_GROUPING,
+                   help="closed tasks in Table 2's accuracy cells: inferred (default; fits every published value, "
+                        "labelled 'grouping inferred') or task_table")
     p.add_argument("--nlu-all-open", action="store_true",
                    help="NLU metrics for every open-ended task, not only report generation")
     p.add_argument("--dry-run", action="store_true",
@@ -75,12 +84,14 @@ def _score(args) -> int:
         if not args.judge_model:
             raise EvaluationError("--judge openai needs --judge-model (the model name the endpoint serves, "
                                   "e.g. gpt-4o-2024-08-06).")
-        judge = JudgeConfig(name="openai", workers=args.workers,
+        judge = JudgeConfig(name="openai", workers=args.workers, metric_version=args.metric_version,
                             llm=llm_settings_from_args(args, prefix="judge-", temperature=0.0))
     else:
-        judge = JudgeConfig(name="offline", workers=args.workers, embedding_model=args.judge_model)
+        judge = JudgeConfig(name="offline", workers=args.workers, embedding_model=args.judge_model,
+                            metric_version=args.metric_version)
     config = ScoreConfig(predictions=args.predictions, out_dir=args.out, judge=judge, references=args.references,
-                         tasks=args.tasks, dry_run=args.dry_run, nlu_all_open=args.nlu_all_open)
+                         tasks=args.tasks, dry_run=args.dry_run, nlu_all_open=args.nlu_all_open,
+                         table2_grouping=args.table2_grouping)
     result = run_scoring(config)
     if args.dry_run:
         print(json.dumps(result, indent=1))
@@ -90,8 +101,8 @@ def _score(args) -> int:
                                                               ("WSI-R", overall["wsi_relevance"]),
                                                               ("accuracy", overall["accuracy"]))
              if block and block["mean"] is not None]
-    print(f"{overall['n_items']} items scored{' (APPROXIMATE judge)' if result['approximate'] else ''}: "
-          f"{', '.join(cells) or 'no metric'}")
+    print(f"{overall['n_items']} items scored{' (APPROXIMATE judge)' if result['approximate'] else ''}, "
+          f"metric version {result['metric_version']['name']}: {', '.join(cells) or 'no metric'}")
     print(f"unmatched rows {inputs['n_unmatched']}, references without prediction {inputs['n_missing']}, "
           f"failed judgements {len(result['failures'])}")
     print(f"wrote {args.out / 'scores.jsonl'}, {args.out / 'summary.json'}, {args.out / 'summary.md'}")

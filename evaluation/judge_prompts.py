@@ -1,4 +1,6 @@
-"""The LLM judge's four prompts beside their output schemas, strict parsers and `PROMPT_VERSION`.
+"""The `strict` metric version's four judge prompts beside their output schemas, strict parsers and
+`PROMPT_VERSION` (`--metric-version strict`; the default, `official`, uses the official prompts verbatim:
+evaluation/official_prompts.py; evaluation/metric_versions.py compares the two).
 
 The instructions follow the official WSI-Metric scripts (github.com/yu5-kim/WSI-LLaVA, WSI-Metric/):
 `WSI-Precision_stage1_extract_claims.py` (claims from the reference), `WSI-Precision_stage2_evaluate_claims.py`

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from evaluation.claim_scores import MetricResult
 from evaluation.errors import JudgeConfigError
+from evaluation.metric_versions import DEFAULT_METRIC_VERSION, METRIC_VERSION_NAMES
 from evaluation.predictions import ScoringItem
 from llm.client import LLMSettings
 
@@ -28,6 +29,7 @@ class JudgeIdentity:
     prompt_version: str     # PROMPT_VERSION of the LLM prompts, or the offline judge's rule version
     approximate: bool       # True for judges that only approximate the paper's LLM judge
     details: dict = field(default_factory=dict)   # endpoint, sampling settings, thresholds, ...
+    metric_version: str = DEFAULT_METRIC_VERSION  # evaluation.metric_versions: official | strict
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,10 +54,14 @@ class JudgeConfig:
     workers: int = 4                            # items judged at once (LLM judge: one request in flight each)
     llm: LLMSettings | None = None              # the endpoint and request settings (openai judge)
     embedding_model: str | None = None          # sentence-transformers folder (offline judge; default bundled)
+    metric_version: str = DEFAULT_METRIC_VERSION   # what WSI-P / WSI-R mean (evaluation.metric_versions)
 
     def __post_init__(self) -> None:
         if self.name not in JUDGE_NAMES:
             raise JudgeConfigError(f"Unknown judge {self.name!r}; choose one of {sorted(JUDGE_NAMES)}.")
+        if self.metric_version not in METRIC_VERSION_NAMES:
+            raise JudgeConfigError(f"Unknown metric version {self.metric_version!r}; choose one of "
+                                   f"{list(METRIC_VERSION_NAMES)}.")
         if self.workers < 1:
             raise JudgeConfigError(f"--workers must be at least 1, got {self.workers}.")
 

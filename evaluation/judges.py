@@ -6,7 +6,8 @@
 
 Judges:
 - `openai`  (evaluation.llm_judge.LLMJudge): any OpenAI-compatible endpoint through the project's one
-  LLM client (`llm.client`): temperature 0, seed, structured output, cache, retries.
+  LLM client (`llm.client`): the metric version's prompts (official: verbatim), temperature 0 and a
+  seed unless the model refuses them, cache, retries.
 - `offline` (evaluation.offline_judge.OfflineJudge): no network; sentence claims matched with a local
   sentence-embedding model. APPROXIMATE: `identity.approximate` is True and every output says so.
 """

@@ -1,10 +1,12 @@
 """The LLM judge: WSI-Precision and WSI-Relevance through the project's one LLM client.
 
-Per open-ended item, four prompts (evaluation.judge_prompts): claims of the reference (given the
-question) -> the prediction scored against each; claims of the prediction -> the reference scored
-against each. Every call goes through `llm.client.LLMClient` (temperature 0, seed, structured
-output with fallback, persistent cache, retries with backoff on 429/5xx/timeouts/invalid replies), so a
-re-run with the same judge reads every reply from the cache and sends nothing. `workers` items are
+Per open-ended item, the four prompts of the metric version (evaluation.metric_versions; official by
+default: the official WSI-Metric prompts and messages, evaluation/official_prompts.py): claims of the
+reference -> the prediction scored against each; claims of the prediction -> the reference scored
+against each. Every call goes through `llm.client.LLMClient` (temperature 0 and a seed unless the model
+refuses them, persistent cache, retries with backoff on 429/5xx/timeouts/invalid replies; structured
+output only for the strict prompts), so a re-run with the same judge reads every reply from the cache
+and sends nothing. `workers` items are
 judged at once, one request in flight per worker. A step whose reply stays invalid after the client's
 retries becomes a `failed` MetricResult naming the step and the reason; configuration errors (no API
 key, rejected key, unknown model) stop the whole run instead of failing every item.
@@ -21,14 +23,13 @@ from llm.types import (
     LLMFailure,
     Prompt,
     cost_usd,
-    decode_json_reply,
     estimate_tokens,
 )
 from llm.errors import LLMConfigError, ReplyError
-from evaluation import judge_prompts as jp
 from evaluation.claim_scores import ClaimJudgement, MetricResult, is_blank
 from evaluation.errors import JudgeConfigError
 from evaluation.judge_types import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
+from evaluation.metric_versions import DEFAULT_METRIC_VERSION, get_metric_version
 from evaluation.nltk_resources import split_sentences
 from evaluation.predictions import ScoringItem
 
@@ -36,12 +37,17 @@ _EXPLANATION_TOKENS = 45      # dry-run expectation per judged claim: explanatio
 
 
 class LLMJudge(Judge):
-    def __init__(self, client: LLMClient, workers: int = 4) -> None:
+    def __init__(self, client: LLMClient, workers: int = 4, metric_version: str = DEFAULT_METRIC_VERSION) -> None:
         self.client = client
         self.workers = workers
+        self.version = get_metric_version(metric_version)
+        self.prompts = self.version.prompts
+        details = {**client.settings.public_dict(), "prompt_versions": self.prompts.versions()}
+        if self.prompts.precision_scoring.verbatim:
+            details["structured_output"] = "not used: the prompts are sent verbatim, as the official scripts do"
         self.identity = JudgeIdentity(name="openai", model=client.settings.model,
-                                      prompt_version=jp.PROMPT_VERSION, approximate=False,
-                                      details=client.settings.public_dict())
+                                      prompt_version=self.prompts.version, approximate=False,
+                                      details=details, metric_version=self.version.name)
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> "LLMJudge":
@@ -50,7 +56,7 @@ class LLMJudge(Judge):
                                    "e.g. gpt-4o-2024-08-06).")
         # Judges always run at temperature 0 with `workers` requests in flight.
         settings = replace(config.llm, temperature=0.0, concurrency=config.workers)
-        return cls(LLMClient(settings), workers=config.workers)
+        return cls(LLMClient(settings), workers=config.workers, metric_version=config.metric_version)
 
     # -- judging -----------------------------------------------------------------------------------
     def judge(self, items: Sequence[ScoringItem], on_result: OnResult) -> None:
@@ -80,35 +86,38 @@ class LLMJudge(Judge):
         return outcome.value, None
 
     def _scored(self, claims: list[str], evaluations: list[dict]) -> MetricResult:
-        return MetricResult.scored([
+        pairs, ignored = self.prompts.pair(claims, evaluations)
+        return self.version.item_result([
             ClaimJudgement(claim, e["score"], e["explanation"],
-                           judge_claim=e["claim"] if e["claim"].strip() != claim else None)
-            for claim, e in zip(claims, evaluations)])
+                           judge_claim=e["claim"] if e["claim"].strip() != claim.strip() else None)
+            for claim, e in pairs], ignored)
 
     def _precision(self, item: ScoringItem) -> MetricResult:
-        claims, failure = self._call(jp.REFERENCE_CLAIMS, jp.reference_claims_user(item.question, item.reference),
+        ps = self.prompts
+        claims, failure = self._call(ps.reference_claims, ps.reference_claims_user(item.question, item.reference),
                                      "reference_claims")
         if failure:
             return failure
         if not claims:
             return MetricResult.no_claims()
         if is_blank(item.prediction):
-            return MetricResult.blank_prediction(claims)
-        evaluations, failure = self._call(jp.for_claims(jp.PRECISION_SCORING, claims),
-                                          jp.precision_scoring_user(claims, item.prediction), "precision_scoring")
+            return self.version.blank_result("wsi_precision", claims)
+        evaluations, failure = self._call(ps.for_claims(ps.precision_scoring, claims),
+                                          ps.precision_scoring_user(claims, item.prediction), "precision_scoring")
         return failure or self._scored(claims, evaluations)
 
     def _relevance(self, item: ScoringItem) -> MetricResult:
         if is_blank(item.prediction):
-            return MetricResult.blank_prediction()
-        claims, failure = self._call(jp.PREDICTION_CLAIMS, jp.prediction_claims_user(item.prediction),
+            return self.version.blank_result("wsi_relevance")
+        ps = self.prompts
+        claims, failure = self._call(ps.prediction_claims, ps.prediction_claims_user(item.prediction),
                                      "prediction_claims")
         if failure:
             return failure
         if not claims:
             return MetricResult.no_claims()
-        evaluations, failure = self._call(jp.for_claims(jp.RELEVANCE_SCORING, claims),
-                                          jp.relevance_scoring_user(claims, item.reference), "relevance_scoring")
+        evaluations, failure = self._call(ps.for_claims(ps.relevance_scoring, claims),
+                                          ps.relevance_scoring_user(claims, item.reference), "relevance_scoring")
         return failure or self._scored(claims, evaluations)
 
     # -- the dry run -------------------------------------------------------------------------------
@@ -117,7 +126,7 @@ class LLMJudge(Judge):
         if hit is None:
             return None
         try:
-            return prompt.parse(decode_json_reply(hit.reply))
+            return prompt.parse(prompt.decode_reply(hit.reply))
         except ReplyError:
             return None
 
@@ -140,23 +149,24 @@ class LLMJudge(Judge):
         def scores_output(claims: list[str]) -> int:
             return sum(estimate_tokens(c) + _EXPLANATION_TOKENS for c in claims) + 2
 
+        ps = self.prompts
         for item in items:
-            ref_user = jp.reference_claims_user(item.question, item.reference)
+            ref_user = ps.reference_claims_user(item.question, item.reference)
             add("reference_claims", ref_user, claims_output(item.reference))
             if is_blank(item.prediction):
                 continue
-            pred_user = jp.prediction_claims_user(item.prediction)
+            pred_user = ps.prediction_claims_user(item.prediction)
             add("prediction_claims", pred_user, claims_output(item.prediction))
-            ref_claims = self._cached_claims(jp.REFERENCE_CLAIMS, ref_user)
-            pred_claims = self._cached_claims(jp.PREDICTION_CLAIMS, pred_user)
+            ref_claims = self._cached_claims(ps.reference_claims, ref_user)
+            pred_claims = self._cached_claims(ps.prediction_claims, pred_user)
             if ref_claims != []:
                 claims = ref_claims or split_sentences(item.reference)
-                add("precision_scoring", jp.precision_scoring_user(claims, item.prediction), scores_output(claims))
+                add("precision_scoring", ps.precision_scoring_user(claims, item.prediction), scores_output(claims))
             if pred_claims != []:
                 claims = pred_claims or split_sentences(item.prediction)
-                add("relevance_scoring", jp.relevance_scoring_user(claims, item.reference), scores_output(claims))
-        prompts = {"reference_claims": jp.REFERENCE_CLAIMS, "prediction_claims": jp.PREDICTION_CLAIMS,
-                   "precision_scoring": jp.PRECISION_SCORING, "relevance_scoring": jp.RELEVANCE_SCORING}
+                add("relevance_scoring", ps.relevance_scoring_user(claims, item.reference), scores_output(claims))
+        prompts = {"reference_claims": ps.reference_claims, "prediction_claims": ps.prediction_claims,
+                   "precision_scoring": ps.precision_scoring, "relevance_scoring": ps.relevance_scoring}
         per_prompt = {}
         for name, prompt in prompts.items():
             estimate = self.client.estimate(prompt, users[name]).to_dict()
@@ -181,7 +191,8 @@ class LLMJudge(Judge):
                         "whose claims are not cached yet are estimated from the text's sentences"}
 
     def stats(self) -> dict:
-        return self.client.stats.to_dict(self.client.settings.prices)
+        return {**self.client.stats.to_dict(self.client.settings.prices),
+                "request_adjustments": self.client.request_adjustments()}
 
     def close(self) -> None:
         self.client.cache.close()

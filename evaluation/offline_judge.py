@@ -17,8 +17,10 @@ percentile 0.52. Mapped item means: itself 1.0, same-task other item ~0.25, unre
 Embeddings do not understand negation or grades well ("grade 2" vs "grade 3" stay similar), which is
 why this judge is labelled approximate in every output (`identity.approximate`, every claim's
 explanation, summary.json and summary.md) and must not be compared with the paper's GPT-judged
-numbers. Blank predictions and empty claim lists follow the same rules as the LLM judge
-(evaluation.claim_scores); a prediction claim against an empty reference scores 0.
+numbers. Blank predictions, empty claim lists and rounding follow the metric version, as for the LLM
+judge (evaluation.metric_versions); every claim is scored, also under the official version (whose judge
+leaves out the claims the ground truth does not address: not approximated here); a prediction claim
+against an empty reference scores 0.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Sequence
 from evaluation.claim_scores import ClaimJudgement, MetricResult, is_blank
 from evaluation.errors import JudgeConfigError
 from evaluation.judge_types import ItemJudgement, Judge, JudgeConfig, JudgeIdentity, OnResult
+from evaluation.metric_versions import DEFAULT_METRIC_VERSION, MetricVersion, get_metric_version
 from evaluation.nltk_resources import split_sentences
 from evaluation.predictions import ScoringItem
 
@@ -69,11 +72,13 @@ def _load_encoder(model_dir: str):
 
 
 class OfflineJudge(Judge):
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 64,
+                 metric_version: str = DEFAULT_METRIC_VERSION) -> None:
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         if not (self.model_dir / "config.json").is_file():
             raise JudgeConfigError(f"{self.model_dir}: not a sentence-transformers model folder (no config.json).")
         self.batch_size = batch_size
+        self.version = get_metric_version(metric_version)
         self._model = None
         self.n_sentences_embedded = 0
         model = MODEL_NAME if model_dir is None else str(self.model_dir)
@@ -81,11 +86,11 @@ class OfflineJudge(Judge):
             name="offline", model=model, prompt_version=OFFLINE_JUDGE_VERSION, approximate=True,
             details={"claims": "sentences (Punkt)", "similarity": "max cosine over the other text's sentences",
                      "thresholds": [{"min_similarity": m, "score": s} for m, s in THRESHOLDS],
-                     "note": APPROXIMATE_NOTE})
+                     "note": APPROXIMATE_NOTE}, metric_version=self.version.name)
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> "OfflineJudge":
-        return cls(model_dir=config.embedding_model)
+        return cls(model_dir=config.embedding_model, metric_version=config.metric_version)
 
     def _encoder(self):
         if self._model is None:
@@ -115,18 +120,20 @@ class OfflineJudge(Judge):
                 similarity = ref_vecs @ pred_vecs.T                 # [R, P]
                 blank = is_blank(item.prediction)
                 on_result(item, ItemJudgement(
-                    precision=self._metric(ref_sents, pred_sents, similarity, blank=blank),
-                    relevance=self._metric(pred_sents, ref_sents, similarity.T, blank=blank)))
+                    precision=self._metric(ref_sents, pred_sents, similarity, blank, self.version, "wsi_precision"),
+                    relevance=self._metric(pred_sents, ref_sents, similarity.T, blank, self.version,
+                                           "wsi_relevance")))
 
     @staticmethod
-    def _metric(claims: list[str], other: list[str], similarity, blank: bool) -> MetricResult:
+    def _metric(claims: list[str], other: list[str], similarity, blank: bool, version: MetricVersion,
+                metric: str) -> MetricResult:
         if blank:
-            return MetricResult.blank_prediction(claims)
+            return version.blank_result(metric, claims)
         if not claims:
             return MetricResult.no_claims()
         if not other:
-            return MetricResult.scored([ClaimJudgement(c, 0.0, "approximate (offline judge): the other text is "
-                                                              "empty, so the claim is absent (0)") for c in claims])
+            return version.item_result([ClaimJudgement(c, 0.0, "approximate (offline judge): the other text is "
+                                                               "empty, so the claim is absent (0)") for c in claims])
         judgements = []
         for i, claim in enumerate(claims):
             best = int(similarity[i].argmax())
@@ -135,7 +142,7 @@ class OfflineJudge(Judge):
             judgements.append(ClaimJudgement(
                 claim, score, f"approximate (offline judge): best cosine similarity {value:.3f} -> {score:g}, "
                               f"with: {other[best][:200]!r}", similarity=round(value, 6)))
-        return MetricResult.scored(judgements)
+        return version.item_result(judgements)
 
     def dry_run(self, items: Sequence[ScoringItem]) -> dict:
         return {"judge": self.identity.to_dict(), "n_requests": 0, "n_cached": 0, "input_tokens": 0,

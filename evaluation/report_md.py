@@ -1,5 +1,6 @@
 """summary.json -> summary.md: the paper's Table 2 and Table 3 with this run beside the published baselines,
-then every task, the inputs that could not be used and the judge failures."""
+then every task, the inputs that could not be used, the items left out of a mean and the judge failures.
+The metric version is in the header; Table 2's accuracy cells carry their grouping's label."""
 
 from __future__ import annotations
 
@@ -31,16 +32,30 @@ def _this_run_label(summary: dict) -> str:
 
 def _table2(summary: dict) -> list[str]:
     table = summary["table2"]
+    labels = table.get("cell_labels") or {}
     header = ["Model"] + [f"{_CAP_SHORT[c]} {_METRIC_SHORT[m]}" for c in TABLE2_CAPABILITIES
                           for m in ("wsi_precision", "wsi_relevance", "accuracy")] + ["Avg"]
     lines = ["## Table 2: WSI-Precision / WSI-Relevance (open) and accuracy (closed)", "",
              _row(header), _row(["---"] * len(header))]
     for model, values in load_baselines()["table2"]["rows"].items():
         lines.append(_row([model] + [_fmt(values[c]) for c in table["columns"]]))
-    lines.append(_row([_this_run_label(summary)] + [_fmt(table["ours"][c]) for c in table["columns"]]))
+    lines.append(_row([_this_run_label(summary)] + [
+        _fmt(table["ours"][c]) + (" †" if c in labels and table["ours"][c] is not None else "")
+        for c in table["columns"]]))
     counts = [str(table["ours_n"][c]) if c != "avg" else "" for c in table["columns"]]
     lines.append(_row(["items (n)"] + counts))
     lines.append("")
+    grouping = table.get("closed_grouping")
+    if grouping:
+        cells = "; ".join(f"{_CAP_SHORT[c]} = {' + '.join(t) or 'none'}" for c, t in grouping["cells"].items())
+        lines.append(f"† {grouping['label']} (`--table2-grouping {grouping['name']}`): {cells}"
+                     + (f"; not counted: {', '.join(grouping['not_counted'])}" if grouping["not_counted"] else "")
+                     + ("; each (patient, question) once" if grouping["one_per_patient_question"] else "")
+                     + (f" ({grouping['n_collapsed_repeats']} repeats not counted)"
+                        if grouping.get("n_collapsed_repeats") else "")
+                     + f". {grouping['description']}; evidence: {grouping['evidence']}. Per-task accuracies: "
+                     "see Per task.")
+        lines.append("")
     if not table["avg_complete"]:
         lines.append("Avg is over the cells that have items only (the paper averages all nine).")
         lines.append("")
@@ -64,7 +79,8 @@ def _metric_cell(block: dict | None) -> str:
     if block is None:
         return "–"
     extra = [f"{block[k]} {label}" for k, label in (("n_failed", "failed"), ("n_no_claims", "no claims"),
-                                                     ("n_blank_prediction", "blank")) if block.get(k)]
+                                                     ("n_blank_prediction", "blank"),
+                                                     ("n_not_addressed", "none addressed")) if block.get(k)]
     return _fmt(block["mean"]) + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -108,9 +124,13 @@ def _inputs_and_failures(summary: dict) -> list[str]:
         lines += [f"  - {key}: {value}" for key, value in judge["details"].items()]
     else:
         lines.append("- none (no open-ended items)")
-    lines.append("- usage: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    adjusted = stats.get("request_adjustments") or {}
+    lines.append("- usage: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "request_adjustments"))
+    if adjusted:
+        lines.append("- the model refused request parameters: " + "; ".join(f"{k} {v}" for k, v in adjusted.items()))
     if summary["nlu_settings"]:
         lines += ["- NLU: " + "; ".join(f"{k}: {v}" for k, v in summary["nlu_settings"].items())]
+    lines += _excluded(summary)
     fails = summary["failures"]
     lines += ["", f"## Failed judgements: {len(fails)}", ""]
     if fails:
@@ -132,6 +152,30 @@ def _inputs_and_failures(summary: dict) -> list[str]:
     return lines + [""]
 
 
+def _excluded(summary: dict) -> list[str]:
+    left_out = summary.get("excluded") or []
+    if not left_out:
+        return []
+    lines = ["", f"## Left out of a mean (not failures): {len(left_out)}", "",
+             "Items with no score for a metric, as the metric version defines (listed, never dropped silently)."]
+    for entry in left_out[:MAX_LISTED]:
+        lines.append(f"- {entry['task']} `{entry['question_id']}` {entry['metric']}: {entry['reason']}")
+    if len(left_out) > MAX_LISTED:
+        lines.append(f"- ... {len(left_out) - MAX_LISTED} more in summary.json")
+    return lines
+
+
+def _version_line(summary: dict) -> list[str]:
+    version = summary.get("metric_version")
+    if not version:
+        return ["Metric version: `strict` (written before metric versions were recorded).", ""]
+    return [f"Metric version: **`{version['name']}`**, {version['title']}: reference claims from "
+            f"{version['reference_claims_from']}; WSI-R claims the ground truth does not address: "
+            f"{version['unaddressed_claims']}; rounding: "
+            f"{'items and means to ' + str(version['round_digits']) + ' places' if version['round_digits'] else 'none'}"
+            f"; blank predictions: {version['blank_predictions']}. (evaluation/README.md compares the versions.)", ""]
+
+
 def render_summary_md(summary: dict) -> str:
     lines = ["# WSI-Bench evaluation", ""]
     if summary["approximate"]:
@@ -143,4 +187,5 @@ def render_summary_md(summary: dict) -> str:
     lines += [f"Created {summary['created_at']}; judge prompt version "
               f"`{(summary['judge'] or {}).get('prompt_version', '–')}`; answer extractor "
               f"`{summary['answer_extractor_version']}`. Published baselines: paper project page (Dec 2024).", ""]
+    lines += _version_line(summary)
     return "\n".join(lines + _table2(summary) + _table3(summary) + _tasks(summary) + _inputs_and_failures(summary))

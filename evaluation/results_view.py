@@ -38,6 +38,22 @@ class Run:
     def label(self) -> str:
         return f"{self.name} (approximate judge)" if self.summary.get("approximate") else self.name
 
+    @property
+    def metric_version(self) -> str:
+        """official | strict; summaries written before versions were recorded are strict."""
+        return (self.summary.get("metric_version") or {}).get("name") or "strict"
+
+    @property
+    def closed_grouping_label(self) -> str | None:
+        return ((self.summary.get("table2") or {}).get("closed_grouping") or {}).get("label")
+
+    @property
+    def caption(self) -> str:
+        """The run's label with its metric version and Table 2 accuracy grouping (the tab's status line)."""
+        grouping = self.closed_grouping_label
+        return (f"{self.label} [metric version {self.metric_version}"
+                + (f"; Table 2 Acc: {grouping}" if grouping else "") + "]")
+
     def row(self, task: str, question_id: str) -> dict:
         if self.scores is None:
             raise SchemaError(f"run {self.name!r} has no scores.jsonl: item details need it.")
@@ -98,7 +114,8 @@ def _summary_of(scores: list[dict] | None, where: Path) -> dict:
     if not scores:
         raise SchemaError(f"{where}: no scored items.")
     models = sorted({row["model"] for row in scores if row.get("model")})
-    return summarize(scores, judge=scores[0].get("judge"), judge_stats={},
+    judge = next((row["judge"] for row in scores if row.get("judge")), None)
+    return summarize(scores, judge=judge, judge_stats={},
                      run={"source": str(where), "models": models}, inputs={}, nlu_settings=None)
 
 
@@ -115,17 +132,23 @@ def _table2_header(column: str) -> str:
 
 
 def table2_frame(runs: list[Run], with_baselines: bool = True):
-    """Table 2 layout: one row per run, then the paper's rows (marked `published`)."""
+    """Table 2 layout: one row per run, then the paper's rows (marked `published`). The last two columns
+    say how a run's cells were made: its metric version and the grouping of its accuracy cells
+    ("grouping inferred": evaluation.table2_grouping)."""
     import pandas as pd
 
     baselines = load_baselines()["table2"]
     columns = baselines["columns"]
     records = [{"model": run.label, "source": "this run",
-                **{_table2_header(c): run.summary["table2"]["ours"].get(c) for c in columns}} for run in runs]
+                **{_table2_header(c): run.summary["table2"]["ours"].get(c) for c in columns},
+                "metric version": run.metric_version, "Acc grouping": run.closed_grouping_label or "task table"}
+               for run in runs]
     if with_baselines:
-        records += [{"model": name, "source": "published", **{_table2_header(c): values[c] for c in columns}}
+        records += [{"model": name, "source": "published", **{_table2_header(c): values[c] for c in columns},
+                     "metric version": "published", "Acc grouping": "published"}
                     for name, values in baselines["rows"].items()]
-    return pd.DataFrame(records, columns=["model", "source", *[_table2_header(c) for c in columns]])
+    return pd.DataFrame(records, columns=["model", "source", *[_table2_header(c) for c in columns],
+                                          "metric version", "Acc grouping"])
 
 
 _TABLE3_HEADERS = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4",
@@ -139,11 +162,13 @@ def table3_frame(runs: list[Run], with_baselines: bool = True):
     baselines = load_baselines()["table3"]
     columns = baselines["columns"]
     records = [{"model": run.label, "source": "this run",
-                **{_TABLE3_HEADERS[c]: run.summary["table3"]["ours"].get(c) for c in columns}} for run in runs]
+                **{_TABLE3_HEADERS[c]: run.summary["table3"]["ours"].get(c) for c in columns},
+                "metric version": run.metric_version} for run in runs]
     if with_baselines:
-        records += [{"model": name, "source": "published", **{_TABLE3_HEADERS[c]: values[c] for c in columns}}
-                    for name, values in baselines["rows"].items()]
-    return pd.DataFrame(records, columns=["model", "source", *[_TABLE3_HEADERS[c] for c in columns]])
+        records += [{"model": name, "source": "published", **{_TABLE3_HEADERS[c]: values[c] for c in columns},
+                     "metric version": "published"} for name, values in baselines["rows"].items()]
+    return pd.DataFrame(records, columns=["model", "source", *[_TABLE3_HEADERS[c] for c in columns],
+                                          "metric version"])
 
 
 # -- chart series ------------------------------------------------------------------------------------
@@ -208,14 +233,19 @@ def item_detail(run: Run, task: str, question_id: str) -> dict:
     claims = []
     for metric in ("wsi_precision", "wsi_relevance"):
         result = row[metric]
+        label = "WSI-P (reference claim)" if metric == "wsi_precision" else "WSI-R (prediction claim)"
         for claim in (result or {}).get("claims", []):
-            claims.append({"metric": "WSI-P (reference claim)" if metric == "wsi_precision"
-                           else "WSI-R (prediction claim)", "claim": claim["claim"], "score": claim["score"],
+            claims.append({"metric": label, "claim": claim["claim"], "score": claim["score"],
                            "explanation": claim.get("explanation") or ""})
+        for claim in (result or {}).get("ignored_claims", []):
+            claims.append({"metric": label, "claim": claim, "score": None,
+                           "explanation": "not evaluated: the ground truth does not address it (official: Ignore "
+                                          "Unmentioned Claims); left out of the item's mean"})
     metrics = {metric: (row[metric] or {}).get("score") for metric in ("wsi_precision", "wsi_relevance")}
     metrics.update({f"{metric}_status": (row[metric] or {}).get("status")
                     for metric in ("wsi_precision", "wsi_relevance")})
     return {"question_id": row["question_id"], "task": row["task_title"], "question": row["question"],
             "reference": row["reference"], "prediction": row["prediction"], "metrics": metrics,
             "accuracy": row["accuracy"], "nlu": row["nlu"], "claims": claims, "judge": row["judge"],
-            "approximate": row["approximate"], "prompt_version": row["prompt_version"]}
+            "approximate": row["approximate"], "prompt_version": row["prompt_version"],
+            "metric_version": row.get("metric_version") or ("strict" if row["judge"] else None)}

@@ -5,11 +5,13 @@ which check the schema version and the documented fields and raise `SchemaError`
 and field otherwise. A change that renames, removes or re-types a field bumps the version; adding an
 optional field does not. Field tables (also rendered in evaluation/README.md):
 
-scores.jsonl: one JSON object per item, in prediction-file order (`SCORE_ROW_FIELDS`).
+scores.jsonl: one JSON object per item, in prediction-file order (`SCORE_ROW_FIELDS`, and the optional
+  `OPTIONAL_SCORE_ROW_FIELDS`: metric_version, nlu_excluded).
   wsi_precision / wsi_relevance (open-ended items; null for closed ones) are MetricResult objects:
-    {status: scored|no_claims|blank_prediction|failed, score: float|null,
+    {status: scored|no_claims|blank_prediction|not_addressed|failed, score: float|null,
      claims: [{claim, score (1|0.7|0.3|0), explanation, judge_claim?, similarity?}],
-     error: str|null, stage: str|null, attempts: int|null}
+     error: str|null, stage: str|null, attempts: int|null, round_digits?: int, ignored_claims?: [str]}
+    (blank_prediction: score 0.0, or null when the metric version excludes it)
   accuracy (closed items; null for open ones):
     {correct: bool|null, extracted: str|null, rule: str|null, reference_answer: str|null,
      extractor_version: str, reference_problem?: str|null}
@@ -17,7 +19,8 @@ scores.jsonl: one JSON object per item, in prediction-file order (`SCORE_ROW_FIE
   nlu (report generation, or every open item with --nlu-all-open; else null):
     {bleu_1, bleu_2, bleu_3, bleu_4, rouge_l (official script's), meteor, cider, rouge_l_lcs?}
 summary.json: one object (`SUMMARY_FIELDS`); its groups (overall, capabilities.*, tasks.*) share
-  `GROUP_FIELDS`; optional `invalid_references` [{question_id, task, reference, problem}].
+  `GROUP_FIELDS`; optional (`OPTIONAL_SUMMARY_FIELDS`): `metric_version`, `excluded`,
+  `invalid_references` [{question_id, task, reference, problem}].
 """
 
 from __future__ import annotations
@@ -56,10 +59,15 @@ SCORE_ROW_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "accuracy": ((dict, type(None)), "closed-ended result"),
     "nlu": ((dict, type(None)), "BLEU-1..4, ROUGE-L, METEOR, CIDEr"),
 }
+OPTIONAL_SCORE_ROW_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "metric_version": ((str,), "official | strict (evaluation.metric_versions); absent in older files = strict"),
+    "nlu_excluded": ((str,), "why an item that would get NLU metrics has none (blank_prediction, official)"),
+}
 
 GROUP_FIELDS: dict[str, str] = {
     "n_items": "items in the group",
-    "wsi_precision": "{mean, n_items, n_scored, n_failed, n_no_claims, n_blank_prediction} or null",
+    "wsi_precision": "{mean, n_items, n_scored, n_failed, n_no_claims, n_blank_prediction, n_not_addressed?} "
+                     "or null",
     "wsi_relevance": "same as wsi_precision",
     "accuracy": "{mean, n, n_correct, n_unparsed, n_invalid_reference, majority_baseline, majority_answer?} "
                 "or null",
@@ -79,9 +87,16 @@ SUMMARY_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "overall": ((dict,), "group over all items"),
     "capabilities": ((dict,), "capability -> group"),
     "tasks": ((dict,), "task id -> group (+ title, capability, answer_format)"),
-    "table2": ((dict,), "{columns, ours: {column: value}, ours_n: {column: n}, avg_complete, baselines}"),
+    "table2": ((dict,), "{columns, ours: {column: value}, ours_n: {column: n}, avg_complete, baselines, "
+                        "closed_grouping?, cell_labels?}"),
     "table3": ((dict,), "{columns, ours: {column: value} (+cider), n, baselines}"),
     "failures": ((list,), "[{question_id, task, metric, stage, error, attempts}] for every failed judgement"),
+}
+OPTIONAL_SUMMARY_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "metric_version": ((dict,), "what WSI-P / WSI-R mean in this run (evaluation.metric_versions.describe)"),
+    "excluded": ((list,), "[{question_id, task, metric, status, reason}]: items left out of a mean without "
+                          "failing (no claims, blank predictions the version excludes, none addressed)"),
+    "invalid_references": ((list,), "[{question_id, task, reference, problem}]"),
 }
 
 
@@ -96,8 +111,13 @@ def _check_fields(obj: dict, fields: dict, where: str) -> None:
                               f"{' or '.join(t.__name__ for t in types)}.")
 
 
+def _check_optional(obj: dict, fields: dict, where: str) -> None:
+    _check_fields({k: obj[k] for k in fields if k in obj}, {k: v for k, v in fields.items() if k in obj}, where)
+
+
 def validate_score_row(row: dict, where: str = "row") -> dict:
     _check_fields(row, SCORE_ROW_FIELDS, where)
+    _check_optional(row, OPTIONAL_SCORE_ROW_FIELDS, where)
     if row["schema"] != SCORES_SCHEMA:
         raise SchemaError(f"{where}: schema {row['schema']!r}, this code reads {SCORES_SCHEMA!r}. Re-run "
                           "`wsi-llava evaluate score` with this version to rewrite the file.")
@@ -125,6 +145,7 @@ def load_scores(path: str | Path) -> list[dict]:
 
 def validate_summary(summary: dict, where: str = "summary") -> dict:
     _check_fields(summary, SUMMARY_FIELDS, where)
+    _check_optional(summary, OPTIONAL_SUMMARY_FIELDS, where)
     if summary["schema"] != SUMMARY_SCHEMA:
         raise SchemaError(f"{where}: schema {summary['schema']!r}, this code reads {SUMMARY_SCHEMA!r}.")
     for name, group in [("overall", summary["overall"]), *[(f"capabilities.{k}", g) for k, g in
@@ -151,6 +172,7 @@ def flatten_score_row(row: dict) -> dict:
     """One flat record per item (for a table / DataFrame): ids, task, capability, the metric values."""
     flat = {key: row[key] for key in ("question_id", "task", "capability", "answer_format", "model",
                                       "approximate")}
+    flat["metric_version"] = row.get("metric_version") or ("strict" if row["judge"] else None)
     for metric in ("wsi_precision", "wsi_relevance"):
         result = row[metric]
         flat[metric] = result["score"] if result else None

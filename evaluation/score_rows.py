@@ -31,21 +31,29 @@ def item_fields(item: ScoringItem) -> dict:
             "source": item.source}
 
 
-def open_row(item: ScoringItem, judgement: ItemJudgement, identity: JudgeIdentity, nlu: dict | None) -> dict:
-    return {**item_fields(item), "judge": identity.to_dict(), "prompt_version": identity.prompt_version,
-            "approximate": identity.approximate, "fingerprint": item_fingerprint(item, identity.fingerprint()),
-            "wsi_precision": judgement.precision.to_dict(), "wsi_relevance": judgement.relevance.to_dict(),
-            "accuracy": None, "nlu": nlu}
+def open_row(item: ScoringItem, judgement: ItemJudgement, identity: JudgeIdentity, nlu: dict | None,
+             nlu_excluded: str | None = None) -> dict:
+    """`nlu_excluded`: why an item that would get NLU metrics has none (a blank prediction the metric
+    version leaves out)."""
+    row = {**item_fields(item), "judge": identity.to_dict(), "prompt_version": identity.prompt_version,
+           "metric_version": identity.metric_version, "approximate": identity.approximate,
+           "fingerprint": item_fingerprint(item, identity.fingerprint()),
+           "wsi_precision": judgement.precision.to_dict(), "wsi_relevance": judgement.relevance.to_dict(),
+           "accuracy": None, "nlu": nlu}
+    if nlu_excluded:
+        row["nlu_excluded"] = nlu_excluded
+    return row
 
 
-def closed_row(item: ScoringItem) -> dict:
+def closed_row(item: ScoringItem, metric_version: str | None = None) -> dict:
     """Accuracy of a multiple-choice or yes/no item. An unreadable prediction is incorrect; a reference
     that is not strictly one option / Yes / No (a data error, `read_reference`) gives `correct: null`, left
     out of the mean, counted and listed with `reference_problem`."""
     predicted = extract_answer(item.answer_format, item.prediction, item.question)
     reference = read_reference(item.answer_format, item.reference, item.question)
     correct = None if reference.answer is None else predicted.answer == reference.answer
-    return {**item_fields(item), "judge": None, "prompt_version": EXTRACTOR_VERSION, "approximate": False,
+    return {**item_fields(item), "judge": None, "prompt_version": EXTRACTOR_VERSION,
+            **({"metric_version": metric_version} if metric_version else {}), "approximate": False,
             "fingerprint": item_fingerprint(item, f"extractor:{EXTRACTOR_VERSION}"),
             "wsi_precision": None, "wsi_relevance": None,
             "accuracy": {"correct": correct, "extracted": predicted.answer, "rule": predicted.rule,

@@ -25,8 +25,10 @@ from common.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_te
 from evaluation import nlu_metrics
 from evaluation.errors import EvaluationError
 from common.journal import JournalWriter, read_journal
+from evaluation.claim_scores import BLANK_PREDICTION, is_blank
 from evaluation.judge_types import ItemJudgement, Judge, JudgeConfig
 from evaluation.judges import build_judge
+from evaluation.metric_versions import get_metric_version
 from evaluation.predictions import ScoringItem, items_by_task, load_predictions
 from evaluation.report_md import render_summary_md
 from evaluation.schemas import SCORES_SCHEMA
@@ -38,6 +40,7 @@ from evaluation.score_rows import (
     open_row,
 )
 from evaluation.summary import summarize
+from evaluation.table2_grouping import DEFAULT_TABLE2_GROUPING, get_grouping
 
 log = logging.getLogger(__name__)
 SCORES_FILE, JOURNAL_FILE = "scores.jsonl", "scores.partial.jsonl"
@@ -55,9 +58,11 @@ class ScoreConfig:
     tasks: list[str] | None = None
     dry_run: bool = False
     nlu_all_open: bool = False       # NLU metrics for every open task, not only report generation
+    table2_grouping: str = DEFAULT_TABLE2_GROUPING   # closed tasks in Table 2's Acc cells (table2_grouping)
     progress_every_s: float = 10.0
 
     def __post_init__(self) -> None:
+        get_grouping(self.table2_grouping)            # an unknown name is refused before any work
         self.predictions, self.out_dir = Path(self.predictions), Path(self.out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise EvaluationError(f"--out {self.out_dir}: exists and is not a folder.")
@@ -99,6 +104,16 @@ def _previous_rows(out_dir: Path) -> dict[tuple[str, str], dict]:
 
 def _wants_nlu(item: ScoringItem, config: ScoreConfig) -> bool:
     return item.answer_format == "open" and (config.nlu_all_open or item.task in NLU_TASKS)
+
+
+def _nlu(item: ScoringItem, config: ScoreConfig, version: str) -> tuple[dict | None, str | None]:
+    """(NLU metrics or None, why an item that wants them has none): the official version leaves blank
+    predictions out of BLEU/ROUGE/METEOR, as NLP_Metric.py does; strict scores them 0."""
+    if not _wants_nlu(item, config):
+        return None, None
+    if is_blank(item.prediction) and get_metric_version(version).excludes_blank_from("nlu"):
+        return None, BLANK_PREDICTION
+    return nlu_metrics.item_metrics(item.reference, item.prediction), None
 
 
 def _add_cider(rows: list[dict]) -> None:
@@ -158,17 +173,18 @@ def _plan_and_score(config: ScoreConfig, items: list[ScoringItem], report, judge
 def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge | None, reused: dict,
            to_judge: list[ScoringItem], started: float, emit: Callable[[str], None]) -> dict:
     open_items = [item for item in items if item.answer_format == "open"]
+    version = getattr(judge.identity, "metric_version", None) if judge else None
+    version = version or config.judge.metric_version
     judge_name = (f"{judge.identity.name} ({judge.identity.model})"
                   f"{' [APPROXIMATE]' if judge.identity.approximate else ''}" if judge else "no judge")
     emit(f"{len(items)} items ({len(open_items)} open, {len(items) - len(open_items)} closed); reusing "
-         f"{len(reused)} finished rows; judging {len(to_judge)} with {judge_name}")
+         f"{len(reused)} finished rows; judging {len(to_judge)} with {judge_name}; metric version {version}")
     new_rows: dict[tuple[str, str], dict] = {}
     progress = _Progress(len(to_judge), config.progress_every_s, emit)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     with JournalWriter(config.out_dir / JOURNAL_FILE) as journal:
         def on_result(item: ScoringItem, judgement: ItemJudgement) -> None:
-            nlu = nlu_metrics.item_metrics(item.reference, item.prediction) if _wants_nlu(item, config) else None
-            row = open_row(item, judgement, judge.identity, nlu)
+            row = open_row(item, judgement, judge.identity, *_nlu(item, config, version))
             journal.write(row)
             new_rows[item.key] = row
             progress.tick(not is_complete(row))
@@ -178,7 +194,7 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
     rows = []
     for item in items:
         if item.answer_format != "open":
-            rows.append(closed_row(item))
+            rows.append(closed_row(item, version))
             continue
         row = new_rows.get(item.key)
         if row is None:
@@ -187,7 +203,10 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
                 raise EvaluationError(f"internal: the judge returned no result for {item.key}")  # judge contract
             row.update(item_fields(item))
         if item.key in reused:     # recomputed, never reused: the metric code may have changed since
-            row["nlu"] = nlu_metrics.item_metrics(item.reference, item.prediction) if _wants_nlu(item, config) else None
+            row["nlu"], excluded = _nlu(item, config, version)
+            row.pop("nlu_excluded", None)
+            if excluded:
+                row["nlu_excluded"] = excluded
         rows.append(row)
     _add_cider(rows)
     run = {"predictions": str(config.predictions), "references": config.references,
@@ -196,7 +215,8 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
            "n_judged": len(to_judge), "elapsed_s": round(time.monotonic() - started, 3)}
     summary = summarize(rows, judge=judge.identity.to_dict() if judge else None,
                         judge_stats=judge.stats() if judge else {}, run=run, inputs=report.to_dict(),
-                        nlu_settings=nlu_metrics.settings() if any(r["nlu"] for r in rows) else None)
+                        nlu_settings=nlu_metrics.settings() if any(r["nlu"] for r in rows) else None,
+                        metric_version=version, table2_grouping=config.table2_grouping)
     atomic_write_jsonl(config.out_dir / SCORES_FILE, rows)
     atomic_write_json(config.out_dir / SUMMARY_JSON, summary)
     atomic_write_text(config.out_dir / SUMMARY_MD, render_summary_md(summary))

@@ -11,6 +11,15 @@ error and log message built from a server's reply (proxies and self-hosted serve
 "auto" structured-output mode a refused request is retried with json_object, then plain text; the
 client keeps a lower mode only once a request in it was accepted.
 
+Reasoning models (OpenAI o-series, gpt-5, gpt-5-mini: the official WSI-Metric scripts' default judge)
+refuse `temperature` other than 1, `seed` and `max_tokens` in Chat Completions with HTTP 400 and an
+error `code` of `unsupported_parameter` / `unsupported_value` naming the `param` (`llm.params`). The
+client retries the same request without the parameter (`max_tokens` becomes `max_completion_tokens`,
+plus `REASONING_TOKENS_ALLOWANCE` for the hidden reasoning tokens), remembers it for the model for the
+rest of the run, logs it once, and reports it in `request_adjustments()`. No model name is special-cased.
+Prompts marked `verbatim` are sent exactly as written: no response_format and no schema note, whatever
+the structured-output mode.
+
     settings = LLMSettings(base_url="http://localhost:8000/v1", model="qwen2.5-7b", cache_path="cache.sqlite")
     client = LLMClient(settings)
     result = client.complete(MY_PROMPT, "user text")          # LLMResult, or raises LLMError
@@ -34,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from llm.cache import ResponseCache
+from llm.params import REASONING_TOKENS_ALLOWANCE, RefusedParameters, refused_parameter
 from llm.types import (
     CostEstimate,
     LLMFailure,
@@ -43,7 +53,6 @@ from llm.types import (
     T,
     Usage,
     cost_usd,
-    decode_json_reply,
     estimate_tokens,
 )
 from llm.errors import LLMConfigError, LLMError, ReplyError
@@ -124,6 +133,7 @@ class LLMClient:
         self._sdk = None
         self._sdk_lock = threading.Lock()
         self._key: str | None = None
+        self._refused = RefusedParameters()          # request parameters the model refused (this run)
 
     # -- keys, cache and estimates -------------------------------------------------------------
     def cache_key(self, prompt: Prompt, user: str) -> str:
@@ -135,7 +145,7 @@ class LLMClient:
     def estimate(self, prompt: Prompt, users: Sequence[str]) -> CostEstimate:
         """The dry run: how many requests a run would send, their tokens and cost. Sends nothing."""
         uncached = [u for u in users if self.cache.get(self.cache_key(prompt, u)) is None]
-        system_tokens = estimate_tokens(prompt.system + json.dumps(prompt.schema))
+        system_tokens = estimate_tokens(prompt.system + ("" if prompt.verbatim else json.dumps(prompt.schema)))
         input_tokens = sum(system_tokens + estimate_tokens(u) for u in uncached)
         output_tokens = prompt.max_output_tokens * len(uncached)
         return CostEstimate(n_requests=len(uncached), n_cached=len(users) - len(uncached),
@@ -159,7 +169,7 @@ class LLMClient:
         hit = self.cache.get(key)
         if hit is not None:
             try:
-                value = prompt.parse(decode_json_reply(hit.reply))
+                value = prompt.parse(prompt.decode_reply(hit.reply))
             except ReplyError as exc:  # a parser stricter than the one that validated it: ask again
                 log.warning("%s: cached reply no longer validates (%s); requesting a new one", prompt.name, exc)
             else:
@@ -179,7 +189,7 @@ class LLMClient:
                 self.stats.add(failures=1)
                 return LLMFailure(str(exc), attempt, key)
             try:
-                value = prompt.parse(decode_json_reply(raw))
+                value = prompt.parse(prompt.decode_reply(raw))
             except ReplyError as exc:
                 self.stats.add(invalid_replies=1)
                 last_error, last_raw = self.redact(f"invalid reply: {exc}"), self.redact(raw)
@@ -231,7 +241,7 @@ class LLMClient:
 
     def _messages(self, prompt: Prompt, user: str, mode: str) -> list[dict]:
         system = prompt.system
-        if mode != "json_schema":
+        if mode != "json_schema" and not prompt.verbatim:
             system += ("\n\nReply with JSON only, no other text, matching this JSON schema:\n"
                        + json.dumps(prompt.schema))
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -240,19 +250,9 @@ class LLMClient:
         import openai
 
         client = self._client()
-        mode = self._mode
+        mode = "text" if prompt.verbatim else self._mode
         while True:
-            kwargs: dict[str, Any] = dict(model=self.settings.model, messages=self._messages(prompt, user, mode),
-                                          temperature=self.settings.temperature,
-                                          max_tokens=prompt.max_output_tokens)
-            if self.settings.seed is not None:
-                kwargs["seed"] = self.settings.seed
-            if mode == "json_schema":
-                kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": re.sub(r"[^A-Za-z0-9_-]", "_", prompt.name)[:64], "schema": prompt.schema,
-                    "strict": True}}
-            elif mode == "json_object":
-                kwargs["response_format"] = {"type": "json_object"}
+            kwargs = self._request_kwargs(prompt, user, mode)
             self.stats.add(requests_sent=1)
             # Errors below are re-raised `from None` with a redacted message: the SDK's exception holds the
             # server's reply, which may echo the key, and a chained cause would print it in any traceback.
@@ -265,7 +265,9 @@ class LLMClient:
                 raise LLMConfigError(self.redact(f"{self.settings.base_url} has no model {self.settings.model!r} or "
                                                  f"no chat completions endpoint: {_status_text(exc)}")) from None
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if self.settings.structured_output == "auto" and mode != "text":
+                if self._note_refused_parameter(exc, kwargs):
+                    continue            # the same request without the parameter the model refused
+                if self.settings.structured_output == "auto" and mode != "text" and not prompt.verbatim:
                     # Perhaps the server lacks this response_format: retry this request with the next mode.
                     # The client adopts that mode only once a request in it is accepted, so one request
                     # refused for another reason (too long, ...) does not downgrade the whole run.
@@ -284,8 +286,42 @@ class LLMClient:
                 raise _Fatal(self.redact(f"the server answered {_status_text(exc)}")) from None
             except openai.APIResponseValidationError as exc:
                 raise _Retryable(self.redact(f"the server sent a malformed response: {exc}")) from None
-            self._adopt(mode)
+            if not prompt.verbatim:
+                self._adopt(mode)
             return self._reply_text(response, prompt, user)
+
+    def _request_kwargs(self, prompt: Prompt, user: str, mode: str) -> dict[str, Any]:
+        """The Chat Completions arguments: sampling settings, less what this model refused earlier."""
+        refused = self._refused.of(self.settings.model)
+        kwargs: dict[str, Any] = dict(model=self.settings.model, messages=self._messages(prompt, user, mode))
+        if "temperature" not in refused:
+            kwargs["temperature"] = self.settings.temperature
+        if self.settings.seed is not None and "seed" not in refused:
+            kwargs["seed"] = self.settings.seed
+        if "max_tokens" in refused:
+            kwargs["max_completion_tokens"] = prompt.max_output_tokens + REASONING_TOKENS_ALLOWANCE
+        else:
+            kwargs["max_tokens"] = prompt.max_output_tokens
+        if mode == "json_schema":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": re.sub(r"[^A-Za-z0-9_-]", "_", prompt.name)[:64], "schema": prompt.schema,
+                "strict": True}}
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
+        return kwargs
+
+    def _note_refused_parameter(self, exc, sent: dict) -> bool:
+        """True when a 400 says the model refused a parameter this request sent (`llm.params`): it is
+        remembered for the model and the request can go again without it (each retry drops one more)."""
+        refusal = refused_parameter(exc)
+        if refusal is None or refusal[0] not in sent:
+            return False
+        self._refused.add(self.settings.model, *refusal, where=self.settings.base_url)
+        return True
+
+    def request_adjustments(self) -> dict[str, str]:
+        """What this run changed in its requests because the model refused it: {parameter: what instead}."""
+        return self._refused.adjustments(self.settings.model)
 
     def _reply_text(self, response, prompt: Prompt, user: str) -> tuple[str, Usage]:
         choices = getattr(response, "choices", None) or []
@@ -297,6 +333,9 @@ class LLMClient:
         else:
             counted = Usage(estimate_tokens(prompt.system + user), estimate_tokens(text), estimated=True)
         self.stats.add(input_tokens=counted.input_tokens, output_tokens=counted.output_tokens)
+        if not text.strip() and choices and getattr(choices[0], "finish_reason", None) == "length":
+            raise _Retryable("the reply is empty: the model stopped at its token limit (finish_reason 'length'; "
+                             "a reasoning model may have spent it on reasoning)")
         return text, counted
 
     def _adopt(self, mode: str) -> None:

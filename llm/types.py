@@ -1,7 +1,10 @@
 """Types shared by the LLM client and its callers: prompts with their schemas, results, failures, costs.
 
 A `Prompt` carries its system text, the JSON schema of its reply, a `parse` function that validates the
-decoded reply, and a version that is stored on every row generated with it (and keys the cache).
+decoded reply, and a version that is stored on every row generated with it (and keys the cache). A
+`verbatim` prompt is sent exactly as written (no response_format, no schema note appended): for prompts
+that are a specification, such as the official WSI-Metric prompts; its optional `decode` turns the reply
+text into the value `parse` checks (default: `decode_json_reply`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class Prompt(Generic[T]):
     schema: dict
     parse: Callable[[Any], T]
     max_output_tokens: int = 1024
+    verbatim: bool = False                              # send `system` as is: no response_format, no schema
+    decode: Callable[[str], Any] | None = None          # reply text -> value for `parse` (None: JSON)
+
+    def decode_reply(self, text: str) -> Any:
+        return (self.decode or decode_json_reply)(text)
 
 
 @dataclass

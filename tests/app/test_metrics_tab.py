@@ -93,7 +93,8 @@ def test_handlers_answer_with_component_dicts_without_a_server(results_root):
         view = build_metrics_layout(results_root)
     shown = handlers.select_folder_runs(view, ["run-a"], [], True)
     assert set(shown) == {view.runs, *view.run_outputs()}
-    assert shown[view.status] == status_markdown(shown[view.runs]) == "1 run(s): run-a (approximate judge)"
+    assert shown[view.status] == status_markdown(shown[view.runs]) == ("1 run(s): run-a (approximate judge) "
+                                                                     "[metric version official; Table 2 Acc: grouping inferred]")
     assert status_markdown([]) == NO_RUN and shown[view.run_pick]["value"] == 0
     picked = handlers.pick_run(view, 0, shown[view.runs])
     assert picked[view.task_pick]["choices"][0] == ("all tasks", "")

@@ -59,7 +59,7 @@ def test_aggregate_counts_every_status_and_means_only_scored():
     stats = aggregate_metric([judged(1), judged(0.3, 0.7), MetricResult.no_claims(),
                               MetricResult.blank_prediction(["x"]), MetricResult.failed("e", "s")])
     assert stats == {"mean": pytest.approx((1 + 0.5 + 0) / 3), "n_items": 5, "n_scored": 3, "n_failed": 1,
-                     "n_no_claims": 1, "n_blank_prediction": 1}
+                     "n_no_claims": 1, "n_blank_prediction": 1, "n_not_addressed": 0}
 
 
 def row(task, capability, qid, p=None, r=None, correct=None, ref_answer=None, extracted="X"):
@@ -161,3 +161,29 @@ def test_closed_items_with_an_invalid_reference_are_left_out_and_listed():
     assert "## Invalid references: 2" in render_summary_md({**summary, "inputs": {
         "path": "p", "formats": [], "n_rows": 3, "n_items": 3, "references": None, "n_unmatched": 0, "n_missing": 0,
         "n_duplicates": 0, "n_problems": 0, "unmatched": []}, "created_at": "t"})
+
+
+def test_official_results_round_items_and_means_to_three_places():
+    """Stage 3: an item is round(mean, 3); a group is round(mean of the rounded items, 3)."""
+    two_thirds = MetricResult.scored([ClaimJudgement("a", 1, "x"), ClaimJudgement("b", 1, "x"),
+                                      ClaimJudgement("c", 0, "x")], round_digits=3)
+    assert two_thirds.score == 0.667 and MetricResult.from_dict(two_thirds.to_dict()) == two_thirds
+    with pytest.raises(ValueError):
+        MetricResult("scored", 2 / 3, two_thirds.claims, round_digits=3)    # unrounded: inconsistent
+    zero = MetricResult.scored([ClaimJudgement("d", 0, "x")], round_digits=3)
+    assert aggregate_metric([two_thirds, zero], round_digits=3)["mean"] == 0.334   # (0.667 + 0) / 2 = 0.3335
+    assert aggregate_metric([two_thirds, zero])["mean"] == pytest.approx(0.3335)
+
+
+def test_not_addressed_and_excluded_blank_results_have_no_score_and_are_counted():
+    from evaluation.claim_scores import NOT_ADDRESSED
+
+    none_addressed = MetricResult.scored([], round_digits=3, ignored=["Paris is in France."])
+    assert (none_addressed.status, none_addressed.score) == (NOT_ADDRESSED, None)
+    assert none_addressed.ignored_claims == ["Paris is in France."]
+    blank = MetricResult.blank_prediction(excluded=True)
+    assert (blank.status, blank.score) == (BLANK_PREDICTION, None)
+    with pytest.raises(ValueError):
+        MetricResult(NOT_ADDRESSED, 0.0)
+    stats = aggregate_metric([judged(1), none_addressed, blank])
+    assert (stats["mean"], stats["n_scored"], stats["n_not_addressed"], stats["n_blank_prediction"]) == (1.0, 1, 1, 1)

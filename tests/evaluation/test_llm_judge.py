@@ -13,6 +13,7 @@ from evaluation.judge_types import JudgeConfig
 from evaluation.schemas import load_scores, load_summary
 from evaluation.scorer import ScoreConfig, run_scoring
 from tests.evaluation.fixtures import own_rows, write_jsonl
+from tests.helpers.deterministic_judge import claims_source, parse_scoring_user
 from tests.helpers.openai_server import OpenAIStandIn, Reply
 
 PREDICTIONS = {("Grading", "S2-4"): "The tumor is classified as FIGO grade I. Extra unsupported remark.",
@@ -33,16 +34,15 @@ def _sentences(text):
 
 
 def fake_judge(request, bad_score=None):
-    """A deterministic judge: claims are sentences; a claim scores 1 if it appears verbatim in the other text,
-    0.3 if its first word does, else 0. Replies alternate between the official bare arrays and the
-    structured-output objects."""
+    """A deterministic judge for both metric versions' messages: claims are sentences; a claim scores 1 if it
+    appears verbatim in the other text, 0.3 if its first word does, else 0. Replies alternate between bare
+    arrays and the structured-output objects."""
     kind, user = _kind(request), request["messages"][1]["content"]
     if kind == "reference_claims":
-        return json.dumps({"claims": _sentences(user.split("Answer:\n", 1)[1])})
+        return json.dumps({"claims": _sentences(claims_source(user))})
     if kind == "prediction_claims":
         return json.dumps(_sentences(user))
-    claims = json.loads(user.split("Claims:\n", 1)[1].split("\n\n", 1)[0])
-    other = user.split("\n\n", 1)[1].split(":\n", 1)[1]
+    claims, other, _ = parse_scoring_user(user)
     scores = [1 if c in other else 0.3 if c.split()[0] in other else 0 for c in claims]
     if bad_score is not None:
         scores[0] = bad_score
@@ -60,13 +60,14 @@ def server():
         yield stand_in
 
 
-def config(server, tmp_path, workers=1, **judge):
+def config(server, tmp_path, workers=1, metric_version="official", **judge):
     preds = write_jsonl(tmp_path / "preds.jsonl", own_rows(PREDICTIONS))
     settings = dict(base_url=server.url, model="stand-in", api_key_env="TEST_JUDGE_KEY",
                     backoff_initial_s=0.01, backoff_max_s=0.02, max_attempts=3, seed=5)
     settings.update(judge)
     return ScoreConfig(predictions=preds, out_dir=tmp_path / "out",
-                       judge=JudgeConfig("openai", workers=workers, llm=LLMSettings(**settings)),
+                       judge=JudgeConfig("openai", workers=workers, llm=LLMSettings(**settings),
+                                         metric_version=metric_version),
                        progress_every_s=1e9)
 
 
@@ -74,12 +75,14 @@ def quiet(message):
     pass
 
 
-def test_scores_follow_the_definitions_and_store_judge_identity(server, key, tmp_path):
-    summary = run_scoring(config(server, tmp_path, workers=3), emit=quiet)
+def test_strict_version_scores_follow_its_definitions_and_store_judge_identity(server, key, tmp_path):
+    """The strict variant (the project's behaviour before `official` became the default)."""
+    summary = run_scoring(config(server, tmp_path, workers=3, metric_version="strict"), emit=quiet)
     rows = {(r["task"], r["question_id"]): r for r in load_scores(tmp_path / "out" / "scores.jsonl")}
     good = rows[("grading", "S1-4")]
     assert good["wsi_precision"]["score"] == 1.0 and good["wsi_relevance"]["score"] == 1.0
     assert good["judge"]["name"] == "openai" and good["prompt_version"] == jp.PROMPT_VERSION
+    assert good["metric_version"] == "strict" and summary["metric_version"]["name"] == "strict"
     assert good["judge"]["details"]["temperature"] == 0.0 and good["approximate"] is False
     partial = rows[("grading", "S2-4")]
     # reference claims: "The tumor is graded as FIGO grade III." (first word found -> 0.3), "Solid growth..." (0)
@@ -149,14 +152,14 @@ def test_out_of_scale_scores_fail_the_item_and_are_counted_then_retried_on_rerun
     assert fixed["failures"] == [] and server.request_count == before + 1
 
 
-def test_wrong_number_of_evaluations_is_invalid(server, key, tmp_path):
+def test_strict_wrong_number_of_evaluations_is_invalid(server, key, tmp_path):
     def responder(request):
         if _kind(request) == "relevance":
             return json.dumps({"evaluations": []})
         return fake_judge(request)
 
     server.responder = responder
-    summary = run_scoring(config(server, tmp_path, max_attempts=2), emit=quiet)
+    summary = run_scoring(config(server, tmp_path, max_attempts=2, metric_version="strict"), emit=quiet)
     assert {f["stage"] for f in summary["failures"]} == {"relevance_scoring"}
     assert all("one per claim" in f["error"] for f in summary["failures"])
 

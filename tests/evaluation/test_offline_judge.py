@@ -42,9 +42,20 @@ def test_unrelated_answer_scores_far_lower(judged):
 
 def test_blank_and_empty_reference_follow_the_rules(judged):
     _, results = judged
-    assert results["blank"].precision.status == "blank_prediction" and results["blank"].relevance.score == 0.0
+    # official (default): a blank prediction is 0 on WSI-P and left out of WSI-R, as the official scripts do
+    assert results["blank"].precision.status == "blank_prediction" and results["blank"].precision.score == 0.0
+    assert results["blank"].relevance.status == "blank_prediction" and results["blank"].relevance.score is None
     assert results["no-ref-claims"].precision.status == "no_claims"
     assert results["no-ref-claims"].relevance.score == 0.0          # nothing in the reference supports it
+    assert results["self"].precision.round_digits == 3
+
+
+def test_strict_version_scores_a_blank_prediction_zero_on_both_metrics():
+    judge = build_judge(JudgeConfig(name="offline", metric_version="strict"))
+    results = []
+    judge.judge([item("  ", "blank")], lambda it, judgement: results.append(judgement))
+    assert judge.identity.metric_version == "strict"
+    assert results[0].precision.score == 0.0 and results[0].relevance.score == 0.0
 
 
 def test_offline_judge_is_labelled_approximate_everywhere(judged):

@@ -9,6 +9,11 @@ is empty, from a `responder(request_json) -> str | Reply` function. Every reques
         server.queue(Reply(status=429, headers={"Retry-After": "0"}))   # next request: rate limited
         ...
         assert server.request_count == 2
+
+`reasoning_model=True` makes it refuse what OpenAI's reasoning models (o-series, gpt-5, gpt-5-mini)
+refuse in Chat Completions, one parameter per request and with OpenAI's exact error bodies
+(`REASONING_REFUSALS`): `max_tokens` (use `max_completion_tokens`), a `temperature` other than 1, and
+`seed`. Refused requests are recorded too (`requests`), and count in `refused_count`.
 """
 
 from __future__ import annotations
@@ -33,16 +38,43 @@ class Reply:
 
 Responder = Callable[[dict], "str | Reply"]
 
+# (parameter, refused when the request has it and ..., OpenAI's error object), checked in this order.
+REASONING_REFUSALS: tuple[tuple[str, Callable[[object], bool], dict], ...] = (
+    ("max_tokens", lambda value: True, {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                   "'max_completion_tokens' instead.",
+        "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}),
+    ("temperature", lambda value: value != 1, {
+        "message": "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) "
+                   "value is supported.",
+        "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}),
+    ("seed", lambda value: True, {
+        "message": "Unsupported parameter: 'seed' is not supported with this model.",
+        "type": "invalid_request_error", "param": "seed", "code": "unsupported_parameter"}),
+)
+
+
+def reasoning_refusal(request: dict) -> Reply | None:
+    """The 400 an OpenAI reasoning model sends for the first parameter of `request` it does not support."""
+    for param, refused, error in REASONING_REFUSALS:
+        if param in request and refused(request[param]):
+            if param == "temperature":
+                error = {**error, "message": error["message"].replace("support 0", f"support {request[param]:g}")}
+            return Reply(status=400, raw_body=json.dumps({"error": error}))
+    return None
+
 
 class OpenAIStandIn:
     def __init__(self, responder: Responder | None = None, latency_s: float = 0.0,
                  reject_json_schema: bool = False, reject_json_object: bool = False,
-                 model: str = "stand-in") -> None:
+                 model: str = "stand-in", reasoning_model: bool = False) -> None:
         self.responder = responder
         self.latency_s = latency_s
         self.reject_json_schema = reject_json_schema      # answer 400, as servers without structured output
         self.reject_json_object = reject_json_object
         self.model = model
+        self.reasoning_model = reasoning_model             # refuse temperature/seed/max_tokens as OpenAI does
+        self.refused_count = 0
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0                            # the most requests served at once
@@ -82,8 +114,12 @@ class OpenAIStandIn:
 
     # -- request handling ---------------------------------------------------------------------
     def _next_reply(self, request: dict) -> Reply:
+        refusal = reasoning_refusal(request) if self.reasoning_model else None
         with self._lock:
             self.requests.append(request)
+            if refusal is not None:
+                self.refused_count += 1
+                return refusal
             scripted = self._queue.pop(0) if self._queue else None
         if scripted is not None:
             return scripted

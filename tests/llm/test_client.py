@@ -227,3 +227,76 @@ def test_one_refused_request_does_not_downgrade_structured_output_for_the_run(ke
         assert isinstance(client.try_complete(CLAIMS, "too long " * 10), LLMFailure)
         assert client.complete(CLAIMS, "short").value == ["ok"]
         assert server.requests[-1]["response_format"]["type"] == "json_schema"
+
+
+def test_a_reasoning_model_refusing_parameters_is_adapted_to_once_per_run(key, caplog):
+    """OpenAI reasoning models (gpt-5-mini: the official WSI-Metric judge) answer 400 to max_tokens, to a
+    temperature other than 1 and to seed, one parameter at a time. The client drops what is refused
+    (max_tokens becomes max_completion_tokens), remembers it for the run and says so once in the log."""
+    from llm.params import REASONING_TOKENS_ALLOWANCE
+
+    with OpenAIStandIn(responder=lambda req: '["a"]', reasoning_model=True, model="gpt-5-mini") as server:
+        client = make_client(server, model="gpt-5-mini")
+        with caplog.at_level("WARNING", logger="llm.client"):
+            assert client.complete(CLAIMS, "x").value == ["a"]
+            assert client.complete(CLAIMS, "y").value == ["a"]
+        assert server.refused_count == 3 and server.request_count == 5        # 3 refusals, then 1 per call
+        first, accepted, later = server.requests[0], server.requests[3], server.requests[4]
+        assert (first["max_tokens"], first["temperature"], first["seed"]) == (64, 0.0, 7)
+        for request in (accepted, later):
+            assert not {"max_tokens", "temperature", "seed"} & set(request)
+            assert request["max_completion_tokens"] == 64 + REASONING_TOKENS_ALLOWANCE
+        warnings = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(warnings) == 3 and all("for the rest of this run" in w for w in warnings)
+        assert any("'max_tokens'" in w and "max_completion_tokens instead" in w for w in warnings)
+        assert client.request_adjustments() == {"max_tokens": "sent as max_completion_tokens",
+                                                "seed": "omitted (the model refused it)",
+                                                "temperature": "omitted (the model refused it)"}
+        assert client.stats.failures == 0 and client.stats.retries == 0
+
+
+def test_the_refusal_is_read_from_the_openai_error_body_exactly(key):
+    """The stand-in's 400 bodies are OpenAI's; a 400 about another parameter is not adapted to."""
+    from tests.helpers.openai_server import reasoning_refusal
+
+    body = json.loads(reasoning_refusal({"max_tokens": 5}).raw_body)
+    assert body == {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                         "Use 'max_completion_tokens' instead.",
+                              "type": "invalid_request_error", "param": "max_tokens",
+                              "code": "unsupported_parameter"}}
+    body = json.loads(reasoning_refusal({"temperature": 0.0}).raw_body)["error"]
+    assert body["code"] == "unsupported_value" and body["message"] == (
+        "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is "
+        "supported.")
+    assert reasoning_refusal({"temperature": 1}) is None
+    other = Reply(status=400, raw_body=json.dumps({"error": {"message": "Unsupported parameter: 'top_k'",
+                                                             "param": "top_k", "code": "unsupported_parameter"}}))
+    with OpenAIStandIn(responder=lambda req: '["a"]') as server:
+        server.queue(other)
+        client = make_client(server, structured_output="text")
+        assert isinstance(client.try_complete(CLAIMS, "x"), LLMFailure) and client.request_adjustments() == {}
+
+
+def test_a_verbatim_prompt_is_sent_exactly_as_written(server, key):
+    """A prompt that is a specification (the official WSI-Metric prompts): no response_format, no schema
+    note, in every structured-output mode; its own decoder reads the reply."""
+    verbatim = Prompt(**{**CLAIMS.__dict__, "system": "\nSplit the text. \n", "verbatim": True,
+                         "decode": lambda text: ["decoded", text]})
+    server.responder = lambda req: "plain text"
+    result = make_client(server).complete(Prompt(**{**verbatim.__dict__, "parse": lambda obj: obj}), "x")
+    assert result.value == ["decoded", "plain text"]
+    [request] = server.requests
+    assert "response_format" not in request
+    assert request["messages"] == [{"role": "system", "content": "\nSplit the text. \n"},
+                                   {"role": "user", "content": "x"}]
+
+
+def test_an_empty_reply_cut_at_the_token_limit_says_so(key):
+    def responder(request):
+        return Reply(raw_body=json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                          "choices": [{"index": 0, "finish_reason": "length",
+                                                       "message": {"role": "assistant", "content": ""}}]}))
+
+    with OpenAIStandIn(responder=responder) as server:
+        outcome = make_client(server, max_attempts=2).try_complete(CLAIMS, "x")
+    assert isinstance(outcome, LLMFailure) and "token limit" in outcome.error

@@ -17,7 +17,7 @@ def status_markdown(runs: list[Run]) -> str:
     about the runs goes here)."""
     if not runs:
         return NO_RUN
-    return f"{len(runs)} run(s): " + "; ".join(run.label for run in runs)
+    return f"{len(runs)} run(s): " + "; ".join(run.caption for run in runs)
 
 
 def _number(value) -> str:

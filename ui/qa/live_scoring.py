@@ -1,8 +1,10 @@
 """Scoring one answer against its WSI-Bench reference while a person watches (the Slide Q&A tab).
 
 Open questions get WSI-Precision / WSI-Relevance from the configured judge (the offline judge by
-default: APPROXIMATE, no network); multiple-choice and yes/no questions get accuracy through the same
-answer extraction as `evaluate score`. The judge is built once and reused.
+default: APPROXIMATE, no network) under the judge config's metric version (`official` by default, as
+`evaluate score`: evaluation.metric_versions; shown in `judge_label`); multiple-choice and yes/no
+questions get accuracy through the same answer extraction as `evaluate score`. The judge is built once
+and reused.
 
     scorer = LiveScorer(JudgeConfig("offline"))
     score = scorer.score(bench_item, "The tumour is grade 2.")
@@ -29,11 +31,12 @@ class LiveScore:
     question_id: str
     task_title: str
     answer_format: str                       # "open" | "choice" | "yes_no"
-    judge_label: str                         # e.g. "offline (sentence-transformers/all-MiniLM-L6-v2)"
+    judge_label: str                         # "offline (sentence-transformers/...), metric version official"
     approximate: bool
     wsi_precision: MetricResult | None = None
     wsi_relevance: MetricResult | None = None
     accuracy: dict | None = None             # {correct, extracted, rule, reference_answer, extractor_version}
+    metric_version: str | None = None        # official | strict (open questions)
 
 
 def scoring_item(item: BenchItem, prediction: str) -> ScoringItem:
@@ -59,7 +62,7 @@ class LiveScorer:
     def score(self, item: BenchItem, prediction: str) -> LiveScore:
         scored = scoring_item(item, prediction)
         if scored.answer_format != "open":
-            row = closed_row(scored)
+            row = closed_row(scored, self.judge_config.metric_version)
             return LiveScore(scored.question_id, scored.task_title, scored.answer_format,
                              "answer extraction (rules)", False, accuracy=row["accuracy"])
         judge = self.judge()
@@ -70,8 +73,9 @@ class LiveScorer:
             raise EvaluationError(f"The {judge.identity.name} judge returned no result for {scored.question_id}.")
         identity = judge.identity
         return LiveScore(scored.question_id, scored.task_title, scored.answer_format,
-                         f"{identity.name} ({identity.model})", identity.approximate,
-                         wsi_precision=results[0].precision, wsi_relevance=results[0].relevance)
+                         f"{identity.name} ({identity.model}), metric version {identity.metric_version}",
+                         identity.approximate, wsi_precision=results[0].precision,
+                         wsi_relevance=results[0].relevance, metric_version=identity.metric_version)
 
     def close(self) -> None:
         with self._lock:
