@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         demo.launch(prevent_thread_lock=True, **launch_kwargs(config))
+        from ui.viewer import attach_viewer
+        attach_viewer(demo)                           # the slide viewer's tile routes on the app's own server
         start_background(demo.services)
         demo.block_thread()
     finally:

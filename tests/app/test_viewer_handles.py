@@ -148,3 +148,24 @@ def test_the_cdn_hash_is_the_npm_packages_file():
     assert sri_sha384(viewer_settings.NPM_OSD_FILE) == OSD_CDN_SRI
     package = viewer_settings.NPM_PREFIX / "node_modules" / "openseadragon"
     assert "Redistribution and use in source and binary forms" in (package / "LICENSE.txt").read_text()
+
+
+def test_slides_are_found_under_the_slides_root_in_the_usual_layouts(tmp_path):
+    from ui.viewer.slides_root import SlidesRoot
+
+    root = tmp_path / "tcga"
+    files = {"TCGA-AA-0001-01Z-00-DX1.5e1c.svs": "", "TCGA-BRCA/TCGA-AA-0002-01Z-00-DX1.9f2d.svs": "",
+             "0b9c-uuid/TCGA-AA-0003-01Z-00-DX1.77aa.svs": "", "TCGA-AA-0004-01Z-00-DX1.svs": "",
+             "TCGA-AA-0005-dicom/level-0.dcm": "", "TCGA-AA-0006-01Z-00-DX1.81bb.txt": ""}
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    index = SlidesRoot(root)
+    assert index.find("TCGA-AA-0001-01Z-00-DX1.5e1c") == (root / "TCGA-AA-0001-01Z-00-DX1.5e1c.svs", "")
+    assert index.find("TCGA-AA-0002-01Z-00-DX1.9f2d")[0] == root / "TCGA-BRCA" / "TCGA-AA-0002-01Z-00-DX1.9f2d.svs"
+    assert index.find("TCGA-AA-0003-01Z-00-DX1")[0] == root / "0b9c-uuid" / "TCGA-AA-0003-01Z-00-DX1.77aa.svs"
+    assert index.find("TCGA-AA-0004-01Z-00-DX1.4c4c")[0] == root / "TCGA-AA-0004-01Z-00-DX1.svs"
+    assert index.find("TCGA-AA-0005-dicom")[0] == root / "TCGA-AA-0005-dicom"
+    path, why = index.find("TCGA-AA-0006-01Z-00-DX1.81bb")
+    assert path is None and "no file for slide TCGA-AA-0006" in why and str(tmp_path) not in why
+    assert SlidesRoot(tmp_path / "missing").find("x")[0] is None

@@ -20,6 +20,7 @@
     ".wsiv-bar button{padding:2px 8px;border:1px solid #bbb;border-radius:4px;background:#f6f6f6;cursor:pointer}",
     ".wsiv-bar label{display:inline-flex;align-items:center;gap:3px}",
     ".wsiv-bar label.wsiv-off{color:#999}",
+    ".wsiv-bar input[type=checkbox]{all:revert;margin:0 2px 0 0}",
     ".wsiv-link{flex:1 1 200px;min-width:120px;font-size:11px}",
     ".wsiv-stage{position:relative;height:var(--wsiv-height,560px);background:#fafafa;border:1px solid #ddd}",
     ".wsiv-osd{position:absolute;inset:0}",
@@ -168,7 +169,8 @@
     this.host.dataset.state = "loading";
     loadOsd(config.script, this.root).then(function (OSD) { self.open(OSD); }, function (err) {
       self.fallback("The zoomable viewer could not load OpenSeadragon (" + err.message + "): this browser may be " +
-        "offline. Showing the overview instead; start the app with --viewer-js PATH to serve a local copy.");
+        "offline, or the file did not match its pinned hash. Showing the overview instead; start the app with " +
+        "--viewer-js PATH to serve a local copy.");
     });
   };
 
