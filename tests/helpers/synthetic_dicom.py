@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.helpers.synthetic_slides import SyntheticSlide, TILE_PX, _make_slide
+from tests.helpers.synthetic_slides import TILE_PX, SyntheticSlide, _make_slide
 
 VL_WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 

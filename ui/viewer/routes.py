@@ -28,7 +28,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from ui.viewer.component import standalone_page, viewer_config
+from ui.viewer.component import standalone_page, viewer_config, viewer_js
 from ui.viewer.handles import ViewerRegistry
 from ui.viewer.overlays import OVERLAY_KINDS
 from ui.viewer.tiles import SourceClosed, TileOutOfRange
@@ -76,66 +76,71 @@ def _guarded(registry: ViewerRegistry, handler):
     return route
 
 
-def register_viewer_routes(app, registry: ViewerRegistry) -> None:
-    """Add the viewer's routes to a FastAPI/Starlette app (Gradio's `demo.app`, after launch)."""
-    source = registry.settings.script_source()
+class _Handlers:
+    """One method per route; the handle routes get the checked registry entry."""
 
-    def dzi(entry):
-        return Response(entry.source.dzi_xml(), media_type="application/xml",
-                        headers={**COMMON_HEADERS, "Cache-Control": PRIVATE_CACHE})
+    def __init__(self, registry: ViewerRegistry):
+        self.registry = registry
+        self.source = registry.settings.script_source()
 
-    def tile(entry, level: str, name: str):
+    @staticmethod
+    def _body(data, media_type: str, cache: str = "no-store") -> Response:
+        return Response(data, media_type=media_type, headers={**COMMON_HEADERS, "Cache-Control": cache})
+
+    def dzi(self, entry):
+        return self._body(entry.source.dzi_xml(), "application/xml", PRIVATE_CACHE)
+
+    def tile(self, entry, level: str, name: str):
         match = TILE_NAME.fullmatch(name)
         if match is None or LEVEL_TEXT.fullmatch(level) is None:
             return not_found({"error": "no such tile"})
         result = entry.source.tile(int(level), int(match.group(1)), int(match.group(2)))
-        headers = {**COMMON_HEADERS, "X-Viewer-Tile": result.status,
-                   "Cache-Control": PRIVATE_CACHE if result.status == "ok" else "no-store"}
-        return Response(result.data, media_type="image/jpeg", headers=headers)
+        response = self._body(result.data, "image/jpeg", PRIVATE_CACHE if result.status == "ok" else "no-store")
+        response.headers["X-Viewer-Tile"] = result.status
+        return response
 
-    def status(entry):
+    def status(self, entry):
         return _json(entry.source.status())
 
-    def overlay(entry, kind: str):
+    def overlay(self, entry, kind: str):
         if kind not in OVERLAY_KINDS:
             return not_found({"error": "no such overlay"})
         if kind == "tissue":
-            data, note = registry.tissue_geojson(entry)
+            data, note = self.registry.tissue_geojson(entry)
         else:
             data, note = getattr(entry.overlays, kind), entry.overlays.available()[kind]["note"]
         body = {"available": data is not None, "note": note if data is None else "", "version": entry.version,
                 "data": data}
-        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json",
-                        headers={**COMMON_HEADERS, "Cache-Control": "no-store"})
+        return self._body(json.dumps(body, separators=(",", ":")), "application/json")
 
-    def overview(entry):
-        return Response(registry.overview_png(entry), media_type="image/png",
-                        headers={**COMMON_HEADERS, "Cache-Control": "no-store"})
+    def overview(self, entry):
+        return self._body(self.registry.overview_png(entry), "image/png")
 
-    def view(entry):
-        described = registry.describe(entry.session_id, entry.handle)
+    def view(self, entry):
+        described = self.registry.describe(entry.session_id, entry.handle)
         if described is None:
             return not_found()
-        config = viewer_config(described, source, root="../../../../")
-        return Response(standalone_page(config, described.name), media_type="text/html",
-                        headers={**COMMON_HEADERS, "Cache-Control": "no-store"})
+        config = viewer_config(described, self.source, root="../../../../")     # the page is 4 folders down
+        return self._body(standalone_page(config, described.name), "text/html")
 
-    def osd_script():
-        if source.file is None:
+    def osd_script(self):
+        if self.source.file is None:
             return not_found({"error": "OpenSeadragon is loaded from its CDN"})
-        return FileResponse(source.file, media_type="text/javascript",
+        return FileResponse(self.source.file, media_type="text/javascript",
                             headers={**COMMON_HEADERS, "Cache-Control": "public, max-age=86400"})
 
-    def viewer_script():
-        from ui.viewer.component import viewer_js
+    def viewer_script(self):
+        return self._body(viewer_js(), "text/javascript", "no-cache")
 
-        return Response(viewer_js(), media_type="text/javascript",
-                        headers={**COMMON_HEADERS, "Cache-Control": "no-cache"})
 
-    app.add_api_route(f"{PREFIX}/assets/openseadragon.min.js", osd_script, methods=["GET"], include_in_schema=False)
-    app.add_api_route(f"{PREFIX}/assets/viewer.js", viewer_script, methods=["GET"], include_in_schema=False)
+def register_viewer_routes(app, registry: ViewerRegistry) -> None:
+    """Add the viewer's routes to a FastAPI/Starlette app (Gradio's `demo.app`, after launch)."""
+    handlers = _Handlers(registry)
+    for path, handler in ((f"{PREFIX}/assets/openseadragon.min.js", handlers.osd_script),
+                          (f"{PREFIX}/assets/viewer.js", handlers.viewer_script)):
+        app.add_api_route(path, handler, methods=["GET"], include_in_schema=False)
     base = PREFIX + "/s/{token}/{handle}"
-    for path, handler in ((f"{base}/slide.dzi", dzi), (f"{base}/slide_files/{{level}}/{{name}}", tile),
-                          (f"{base}/status.json", status), (f"{base}/overlays/{{kind}}.json", overlay),
-                          (f"{base}/overview.png", overview), (f"{base}/view", view)):
+    for path, handler in ((f"{base}/slide.dzi", handlers.dzi), (f"{base}/slide_files/{{level}}/{{name}}", handlers.tile),
+                          (f"{base}/status.json", handlers.status), (f"{base}/overlays/{{kind}}.json", handlers.overlay),
+                          (f"{base}/overview.png", handlers.overview), (f"{base}/view", handlers.view)):
         app.add_api_route(path, _guarded(registry, handler), methods=["GET"], include_in_schema=False)

@@ -9,7 +9,8 @@ The slide is opened with `modeling.slide.reader.open_slide` first (every format 
 clear errors: `SlideError`), then handed to `DeepZoomGenerator`: OpenSlide formats and DICOM folders as an
 `openslide.OpenSlide`, plain PNG/JPEG/TIFF images (the reader's "image" vendor) as an
 `openslide.ImageSlide`. Level-0 pixels are Deep Zoom's full-resolution frame (`limit_bounds=False`), so
-overlays in level-0 pixels need no offset.
+overlays in level-0 pixels need no offset. Two speed-ups over the stock generator (`FastDeepZoom`): a
+pyramid level within 1% of a Deep Zoom downsample serves it, and tiles are shrunk by area averaging.
 
 Bounds: a level or (column, row) outside the generator's grid raises `TileOutOfRange` (the route answers
 404). A tile that cannot be read (a corrupt or missing tile in the file) comes back as a grey "unreadable"
@@ -31,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from modeling.slide.errors import MppError, SlideError, SlideReadError
 from modeling.slide.files import dicom_folder_entry
-from modeling.slide.reader import open_slide
+from modeling.slide.reader import LEVEL_MATCH_TOLERANCE, open_slide
 from ui.viewer.cache import TileCache
 from ui.viewer.settings import ViewerSettings
 
@@ -54,6 +55,52 @@ class SourceClosed(RuntimeError):
 class Tile:
     data: bytes                   # JPEG
     status: str                   # "ok" | "unreadable"
+
+
+class _TolerantLevels:
+    """An OpenSlide object whose best level for a downsample allows 1% slack (as the reader's
+    `best_level_for_downsample`): a level at 64.02 serves Deep Zoom's 64, instead of reading 4x the pixels
+    from the level below. Everything else is the wrapped object's."""
+
+    def __init__(self, osr):
+        self._osr = osr
+
+    def __getattr__(self, name):
+        return getattr(self._osr, name)
+
+    def get_best_level_for_downsample(self, downsample: float) -> int:
+        best = 0
+        for level, level_downsample in enumerate(self._osr.level_downsamples):
+            if level_downsample <= downsample * (1 + LEVEL_MATCH_TOLERANCE):
+                best = level
+        return best
+
+
+def _deep_zoom_class():
+    from openslide.deepzoom import DeepZoomGenerator
+
+    class FastDeepZoom(DeepZoomGenerator):
+        """OpenSlide's Deep Zoom tiles, shrunk by area averaging (`Image.reduce` / BOX) instead of
+        LANCZOS (8x faster on a 512 -> 256 px tile) and composited on the background only where the
+        region has transparent pixels. Geometry (`_get_tile_info`) is the parent's."""
+
+        def get_tile(self, level: int, address: tuple[int, int]) -> Image.Image:
+            args, z_size = self._get_tile_info(level, address)
+            region = self._osr.read_region(*args)                         # RGBA
+            if region.getchannel("A").getextrema()[0] < 255:
+                tile = Image.new("RGB", region.size, self._bg_color)
+                tile.paste(region, mask=region)
+            else:
+                tile = region.convert("RGB")
+            if tile.size != z_size:
+                factor = tile.width // z_size[0]
+                if factor > 1 and tile.size == (factor * z_size[0], factor * z_size[1]):
+                    tile = tile.reduce(factor)
+                else:
+                    tile = tile.resize(z_size, Image.Resampling.BOX)
+            return tile
+
+    return FastDeepZoom
 
 
 class _Generation:
@@ -103,7 +150,6 @@ class TileSource:
     # -- opening ------------------------------------------------------------------------------------
     def _open_generation(self) -> _Generation:
         import openslide
-        from openslide.deepzoom import DeepZoomGenerator
 
         try:
             if self._plain_image:
@@ -114,9 +160,9 @@ class TileSource:
                 osr = openslide.ImageSlide(image)
             else:
                 osr = openslide.OpenSlide(str(self._target))
-            dz = DeepZoomGenerator(osr, tile_size=self.settings.tile_size_px, overlap=self.settings.overlap_px,
-                                   limit_bounds=False)
-        except Exception as exc:  # OpenSlideError, OSError, PIL errors
+            dz = _deep_zoom_class()(_TolerantLevels(osr), tile_size=self.settings.tile_size_px,
+                                    overlap=self.settings.overlap_px, limit_bounds=False)
+        except Exception as exc:  # OpenSlideError, OSError, PIL errors: re-raised as SlideReadError
             raise SlideReadError(f"{self.path}: cannot open it for the viewer ({type(exc).__name__}: {exc}).") \
                 from exc
         return _Generation(osr, dz)
@@ -174,7 +220,7 @@ class TileSource:
         for _ in range(READ_ATTEMPTS):
             try:
                 return generation.dz.get_tile(level, (col, row))
-            except Exception as exc:  # OpenSlideError, ctypes errors, PIL decode errors: the tile is unreadable
+            except Exception as exc:  # noqa: BLE001 - OpenSlideError, ctypes, PIL decode errors: the tile is unreadable
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 generation = self._retire(generation)
                 if generation is None:
@@ -218,7 +264,7 @@ class TileSource:
             image = self._current().osr.get_thumbnail((max_size_px, max_size_px)).convert("RGB")
         except SourceClosed:
             raise
-        except Exception as exc:  # a corrupt tile in the coarsest level
+        except Exception as exc:  # noqa: BLE001 - a corrupt tile in the coarsest level: a grey overview
             log.info("viewer: %s: no overview (%s)", self.path.name, exc)
             width, height = self.dimensions
             scale = max_size_px / max(width, height)
