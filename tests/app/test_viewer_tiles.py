@@ -82,6 +82,14 @@ def test_dicom_folder_gives_tiles(tmp_path):
     assert low.shape[0] == low.shape[1] == 2048 // 2 ** (source.level_count - 1 - 2)
 
 
+def test_a_level_within_one_percent_of_a_deep_zoom_downsample_serves_it(tmp_path):
+    slide = write_aperio_slide(tmp_path / "odd.svs", width=4099, height=4099, downsamples=(1, 4))
+    source = source_for(slide.path)                        # level 1: 1024 px, downsample 4.003 (not 4)
+    top = source.level_count - 1
+    assert [source.slide_level_for(top - step) for step in range(4)] == [0, 0, 1, 1]
+    assert decode(source.tile(top - 2, 0, 0).data).shape == (255, 255, 3)     # 254 + 1 px overlap (one side)
+
+
 def test_levels_and_tile_addresses_are_bounded(tmp_path):
     source = source_for(write_aperio_slide(tmp_path / "a.svs", width=2048, height=2048).path)
     top = source.level_count - 1

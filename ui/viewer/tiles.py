@@ -185,6 +185,10 @@ class TileSource:
     def dzi_xml(self) -> str:
         return self._current().dz.get_dzi("jpeg")
 
+    def slide_level_for(self, level: int) -> int:
+        """The pyramid level Deep Zoom `level`'s tiles are read from."""
+        return self._current().dz._slide_from_dz_level[level]
+
     def check(self, level: int, col: int, row: int) -> None:
         if not 0 <= level < self.level_count:
             raise TileOutOfRange(f"level {level} is not in 0..{self.level_count - 1}")
