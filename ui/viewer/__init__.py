@@ -2,17 +2,23 @@
 served by the app's own server on routes that take an opaque per-session handle, and OpenSeadragon in
 the browser with toggleable overlays, a scale bar, the magnification and "copy link to this view".
 
-    from ui.viewer import ViewerRegistry, attach_viewer, viewer_component, viewer_value
+    from ui.viewer import ViewerRegistry, ViewerSettings, attach_viewer, viewer_component, viewer_value
 
-    registry = ViewerRegistry(ViewerSettings(viewer_js=config.viewer_js))     # one per app
+    registry = ViewerRegistry(ViewerSettings(viewer_js=..., handle_ttl_s=...))  # one per app
     with gr.Blocks() as demo:
         box = viewer_component(elem_id="qa-viewer")                           # in a tab's layout
-        def show(path, request: gr.Request):
-            view = registry.open(request.session_hash, path, slot="qa", overlays=overlays_from_tiling(t))
+        def show(path, request: gr.Request):                                  # a handler
+            view = registry.open(request.session_hash, path, slot="qa", name="biopsy.svs",
+                                 mpp_override=None, overlays=overlays_from_tiling(tiling), overview=image)
             return viewer_value(view, registry.settings)
-        demo.unload(lambda request: registry.release_session(request.session_hash))
+        # no slide file: viewer_value(None, note="why"); a new heatmap for the same slide:
+        #   viewer_value(registry.set_overlays(session_id, view.handle, heatmap=heatmap_overlay(cells)), ...)
+        demo.unload(end_session)            # end_session(request) calls registry.release_session(session_hash)
     demo.launch(prevent_thread_lock=True)
     attach_viewer(demo, registry)                                             # adds the routes
+
+Never give the component a slide as its initial (build-time) value: the value carries the session's
+secret token and must reach only that session's page, as a handler's output.
 
 Modules: `settings` (defaults, where OpenSeadragon comes from), `tiles` (Deep Zoom over open_slide's
 formats), `cache` (LRU of encoded tiles), `handles` (the per-session registry), `ratelimit`, `overlays`,
