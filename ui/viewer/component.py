@@ -24,6 +24,7 @@ from ui.viewer.handles import ViewerHandle
 from ui.viewer.settings import ScriptSource, ViewerSettings
 
 VIEWER_JS_FILE = Path(__file__).resolve().parent / "viewer.js"
+VIEWER_CSS_FILE = Path(__file__).resolve().parent / "viewer.css"
 ASSET_OSD = "viewer/assets/openseadragon.min.js"
 ASSET_VIEWER = "viewer/assets/viewer.js"
 DEFAULT_HEIGHT_PX = 560
@@ -32,7 +33,9 @@ HOST_TEMPLATE = '<div class="wsiv-host"></div>'
 
 @lru_cache(maxsize=1)
 def viewer_js() -> str:
-    return VIEWER_JS_FILE.read_text(encoding="utf-8")
+    """viewer.js with its styles (viewer.css) in front, as one script."""
+    css = VIEWER_CSS_FILE.read_text(encoding="utf-8")
+    return f"window.WSIV_STYLE = {json.dumps(css)};\n" + VIEWER_JS_FILE.read_text(encoding="utf-8")
 
 
 def script_config(source: ScriptSource) -> dict:

@@ -14,25 +14,7 @@
   "use strict";
   if (window.WsiViewer) { return; }
 
-  var STYLE = [
-    ".wsiv{display:flex;flex-direction:column;gap:4px;font:13px/1.4 system-ui,sans-serif;color:#222}",
-    ".wsiv-bar{display:flex;flex-wrap:wrap;align-items:center;gap:6px}",
-    ".wsiv-bar button{padding:2px 8px;border:1px solid #bbb;border-radius:4px;background:#f6f6f6;cursor:pointer}",
-    ".wsiv-bar label{display:inline-flex;align-items:center;gap:3px}",
-    ".wsiv-bar label.wsiv-off{color:#999}",
-    ".wsiv-bar input[type=checkbox]{all:revert;margin:0 2px 0 0}",
-    ".wsiv-link{flex:1 1 200px;min-width:120px;font-size:11px}",
-    ".wsiv-stage{position:relative;height:var(--wsiv-height,560px);background:#fafafa;border:1px solid #ddd}",
-    ".wsiv-osd{position:absolute;inset:0}",
-    ".wsiv-scale{position:absolute;left:10px;bottom:10px;z-index:5;background:rgba(255,255,255,.85);",
-    "padding:2px 6px;border-radius:3px;pointer-events:none}",
-    ".wsiv-scale-bar{height:4px;background:#111;margin-bottom:2px}",
-    ".wsiv-mag{position:absolute;right:10px;bottom:10px;z-index:5;background:rgba(255,255,255,.85);",
-    "padding:2px 6px;border-radius:3px;pointer-events:none}",
-    ".wsiv-message{min-height:1.4em;color:#8a4b00}",
-    ".wsiv-fallback{max-width:100%;max-height:var(--wsiv-height,560px);object-fit:contain;align-self:flex-start}",
-    ".wsiv-overlay{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none}"
-  ].join("");
+  var STYLE = window.WSIV_STYLE || "";                // ui/viewer/viewer.css, prepended by the server
   var OVERLAYS = [["tissue", "Tissue contours"], ["grid", "Kept tiles"], ["heatmap", "Heatmap"]];
   var osdLoads = {};
 
