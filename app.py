@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)       # docker stop, systemd, Space restarts: clean up too
     try:
         demo.launch(prevent_thread_lock=True, **launch_kwargs(config))
+        from ui.viewer import attach_viewer
+        attach_viewer(demo)                           # the slide viewer's tile routes on the app's own server
         start_background(demo.services)
         demo.block_thread()                           # returns on Ctrl-C / SIGTERM, the server closed
     except KeyboardInterrupt:                         # stopped while still starting up
