@@ -24,7 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("ui", "training", "evaluation", "curation", "modeling", "wsi_bench", "llm", "common")
 TOP_LEVEL_FILES = ("app.py", "wsi_llava_cli.py")
 SPACE_FILES = {"spaces/README.md": "README.md", "spaces/requirements.txt": "requirements.txt"}
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", "node_modules")
 
 
 class SpaceDeployError(Exception):
