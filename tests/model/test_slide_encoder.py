@@ -390,3 +390,24 @@ def test_unknown_or_too_deep_token_sources_are_model_errors():
         model(features, coords, token_source="layer-3")
     with pytest.raises(ModelError, match="'trident' takes the output of layer 11, but the slide encoder has only 2"):
         model(features, coords, token_source="trident")
+
+
+def test_the_parity_benchmarks_flash_attention_stub_is_exact_attention():
+    """benchmarks/slide_encoder_parity.py replaces flash-attn by `reference_flash_attn_func`: softmax(q k^T /
+    sqrt(d)) v and the keys' log-sum-exp [B, H, L], as flash_attn_func(return_attn_probs=True) returns them."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "slide_encoder_parity.py"
+    spec = importlib.util.spec_from_file_location("slide_encoder_parity", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    q, k, v = qkv(37, 4)                                               # [B, L, H, Dh]
+    out, lse = bench.reference_flash_attn_func(q, k, v)
+    dense = F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v))).transpose(1, 2)
+    scores = torch.einsum("blhd,bshd->bhls", q, k) / math.sqrt(q.shape[-1])
+    torch.testing.assert_close(out, dense, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(lse, torch.logsumexp(scores, dim=-1), atol=1e-6, rtol=1e-6)
+    assert out.dtype == q.dtype and lse.dtype == torch.float32 and lse.shape == (1, 4, 37)
+    with pytest.raises(ValueError, match="not used by LongNet"):
+        bench.reference_flash_attn_func(q, k, v, 0.1)
