@@ -100,11 +100,12 @@ def load_items(config: PredictConfig, problems: list[str]) -> list[BenchItem]:
     return items
 
 
-def _row(item: BenchItem, prediction: str, model: str, settings: dict) -> dict:
+def _row(item: BenchItem, prediction: str, model: str, settings: dict, slide_token_source: str) -> dict:
     return {"schema": PREDICTIONS_SCHEMA, "question_id": item.question_id, "image": item.image, "task": item.task,
             "capability": item.capability, "question": item.question, "reference": item.answer,
             "prediction": prediction, "model": model, "settings": settings,
-            "source_task_name": item.source_task_name}
+            "source_task_name": item.source_task_name,
+            "slide_token_source": slide_token_source}   # "released" (.pt) or the model's (modeling.slide_token_sources)
 
 
 def _answer_slide(loaded, path: Path, items: Sequence[BenchItem], config: PredictConfig,
@@ -129,7 +130,7 @@ def _answer_slide(loaded, path: Path, items: Sequence[BenchItem], config: Predic
         except ModelError as exc:
             fail(item, exc)
             continue
-        write(item, answer)
+        write(item, answer, session.slide_inputs.slide_token_source(loaded.model.config))
 
 
 def run_predictions(config: PredictConfig, loaded=None,
@@ -162,8 +163,8 @@ def run_predictions(config: PredictConfig, loaded=None,
         by_image.setdefault(item.image, []).append(item)
     counts = {"answered": 0}
 
-    def write(item: BenchItem, answer: str) -> None:
-        out.write(_row(item, answer, loaded.name, settings))
+    def write(item: BenchItem, answer: str, slide_token_source: str) -> None:
+        out.write(_row(item, answer, loaded.name, settings, slide_token_source))
         counts["answered"] += 1
 
     def fail(item: BenchItem, error: Exception) -> None:

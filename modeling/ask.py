@@ -17,6 +17,7 @@ from pathlib import Path
 
 from modeling.demo_model import DEMO_MODEL_NAME
 from modeling.errors import ModelError
+from modeling.slide_token_sources import DEFAULT_SLIDE_TOKEN_SOURCE, SLIDE_TOKEN_SOURCES
 
 SLIDE_INPUT_SUFFIXES = (".pt", ".h5")     # anything else is treated as a slide for the slide pipeline
 
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.2, help="0 = greedy (official: 0.2)")
     parser.add_argument("--no-repeat-ngram-size", type=int, default=3, help="0 disables (official: 3)")
     parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--slide-token-source", choices=sorted(SLIDE_TOKEN_SOURCES),
+                        help="slide-encoder hidden state pooled into the slide tokens (tile features or a slide): "
+                        f"{DEFAULT_SLIDE_TOKEN_SOURCE} (the official README's; default unless the model's config "
+                        "says otherwise), trident (layer 11 of 12), prov-gigapath-pipeline (last layer); the "
+                        "last two without encoder.layer_norm")
     parser.add_argument("--feature-batch-size", type=int, default=64, help="tiles per batch (slide input)")
     parser.add_argument("--num-workers", type=int, help="tile-reading worker processes (slide input; default: "
                         "the slide pipeline's)")
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from modeling.checkpoints import default_device, load_model
         from modeling.inference import GenerationSettings, stream_answer
-        from modeling.slide_inputs import check_compatible
+        from modeling.slide_inputs import check_compatible, use_slide_token_source
 
         settings = GenerationSettings(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                                       no_repeat_ngram_size=args.no_repeat_ngram_size, seed=args.seed)
@@ -84,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model(args.model, load_4bit=args.load_4bit, device=device, revision=args.revision)
         print(loaded.banner(), flush=True)
         inputs = slide_inputs_for(Path(args.input), loaded, device, args.feature_batch_size, args.num_workers)
+        token_source = use_slide_token_source(loaded.model, inputs, args.slide_token_source)
         check_compatible(inputs, loaded.model.config)
-        print(f"Input: {inputs.describe()}", flush=True)
+        print(f"Input: {inputs.describe()}; slide tokens: {token_source}", flush=True)
         print(f"Q: {args.question}\nA: ", end="", flush=True)
         for piece in stream_answer(loaded.model, loaded.processor, inputs, args.question, settings=settings):
             print(piece, end="", flush=True)

@@ -6,6 +6,10 @@ tokens (768-d) -> zero-padded to `slide_token_dim` when that is wider (1024 for 
 features and converted LLaVA-1.5 projectors) -> projector (`projector_type`) -> LLM embeddings.
 `text_config` is any Hugging Face causal-LM config (LLaMA/Vicuna-7B by default).
 
+`slide_token_source` names the slide-encoder hidden state that becomes the slide tokens when the model
+runs its slide encoder on tile features (`modeling.slide_token_sources`; default "wsi-llava-readme", the
+README's: after encoder.layer_norm); precomputed slide tokens are used as they are.
+
 `slide_encoder_config=None` makes a slide-token-only model (e.g. converted from a LLaVA-layout
 checkpoint without slide-encoder weights): it takes precomputed slide tokens, and tile features
 raise a `ModelError` that says so.
@@ -22,6 +26,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 from modeling.errors import ModelError
 from modeling.projector import PROJECTORS
+from modeling.slide_token_sources import DEFAULT_SLIDE_TOKEN_SOURCE, SLIDE_TOKEN_SOURCES
 
 TILE_FEATURE_DIM = 1536          # Prov-GigaPath tile encoder output
 NUM_SLIDE_TOKENS = 576           # WSI-LLaVA's adaptive-average-pooled slide sequence
@@ -41,6 +46,7 @@ class WsiLlavaConfig(PreTrainedConfig):
     Args (all keyword):
         text_config: the language model's config (dict with `model_type`, or a config object).
         slide_encoder_config: `SlideEncoderConfig.to_dict()`, or None for a slide-token-only model.
+        slide_token_source: a key of `modeling.slide_token_sources.SLIDE_TOKEN_SOURCES` ("wsi-llava-readme").
         tile_feature_dim: width of the tile features the slide encoder takes (1536).
         num_slide_tokens: slide tokens per slide = `<image>` positions in the prompt (576).
         slide_token_dim: slide-token width the projector takes (768; 1024 for WSI-LLaVA checkpoints).
@@ -62,6 +68,7 @@ class WsiLlavaConfig(PreTrainedConfig):
 
     text_config: dict | PreTrainedConfig | None = None
     slide_encoder_config: dict | None = field(default_factory=default_slide_encoder_config)
+    slide_token_source: str = DEFAULT_SLIDE_TOKEN_SOURCE
     tile_feature_dim: int = TILE_FEATURE_DIM
     num_slide_tokens: int = NUM_SLIDE_TOKENS
     slide_token_dim: int = 768
@@ -89,6 +96,8 @@ class WsiLlavaConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 fail(name, f"must be a positive integer, got {value!r}.")
+        if self.slide_token_source not in SLIDE_TOKEN_SOURCES:
+            fail("slide_token_source", f"{self.slide_token_source!r} is not one of {sorted(SLIDE_TOKEN_SOURCES)}.")
         if self.projector_type not in PROJECTORS:
             fail("projector_type", f"{self.projector_type!r} is not one of {sorted(PROJECTORS)}.")
         text_type = self.text_config.model_type

@@ -101,6 +101,17 @@ class WsiLlavaForConditionalGeneration(WsiLlavaPreTrainedModel, GenerationMixin)
         self.language_model.set_decoder(decoder)
 
     # -- slide path ---------------------------------------------------------------------------------
+    def set_slide_token_source(self, name: str) -> None:
+        """Pick the slide-encoder hidden state pooled into slide tokens (`modeling.slide_token_sources`);
+        recorded in `config.slide_token_source` (saved with the model). ModelError for an unknown name or
+        one the slide encoder's depth cannot give."""
+        from modeling.slide_token_sources import resolve_slide_token_source
+
+        source = resolve_slide_token_source(name)
+        if self.slide_encoder is not None:
+            source.layers_run(self.slide_encoder.config.depth)
+        self.config.slide_token_source = source.name
+
     def get_slide_embeddings(
         self,
         slide_tokens: torch.Tensor | None = None,
@@ -122,7 +133,8 @@ class WsiLlavaForConditionalGeneration(WsiLlavaPreTrainedModel, GenerationMixin)
                 raise ValueError("tile_features need coords_tiling_px [B, N, 2] (tile origins at the tiling level).")
             encoder_dtype = self.slide_encoder.patch_embed.proj.weight.dtype
             slide_tokens = self.slide_encoder(tile_features.to(encoder_dtype), coords_tiling_px,
-                                              padding_mask=tile_padding_mask)        # [B, S, E]
+                                              padding_mask=tile_padding_mask,
+                                              token_source=self.config.slide_token_source)  # [B, S, E]
         if slide_tokens is None:
             return None
         if slide_tokens.dim() != 3 or slide_tokens.shape[1] != self.config.num_slide_tokens:

@@ -6,6 +6,9 @@ TILING LEVEL; Prov-GigaPath's table index is x_cell * 1000 + y_cell + 1) -> prep
 layers (dilated attention) -> encoder layer_norm. WSI-LLaVA then drops CLS, adaptive-average-pools the
 tile token sequence to 576 tokens and applies the final `norm`. The position table (1000 x 1000 + 1
 rows) is never materialised: rows are computed on the fly, identical to Prov-GigaPath's float64 table.
+`token_source` (a name of `modeling.slide_token_sources.SLIDE_TOKEN_SOURCES`) picks the hidden state that
+is pooled: the README's default (after encoder.layer_norm), TRIDENT's (layer 11, no layer_norm) or
+Prov-GigaPath's pipeline's (last layer, no layer_norm).
 
 Parameter names equal Prov-GigaPath's `slide_encoder.pth` (key "model"), so its weights load with
 `strict=True` (see `modeling.slide_encoder_weights`). Note Prov-GigaPath's LongNet config uses 16
@@ -30,6 +33,7 @@ from torch import nn
 from modeling.dilated_attention import ATTENTION_BACKENDS
 from modeling.errors import ModelError
 from modeling.longnet_encoder import LongNetEncoder
+from modeling.slide_token_sources import DEFAULT_SLIDE_TOKEN_SOURCE, resolve_slide_token_source
 
 
 def prov_gigapath_segment_lengths(max_wsi_size_px: int = 262144, tile_size_px: int = 256) -> tuple[int, ...]:
@@ -232,33 +236,45 @@ class LongNetSlideEncoder(nn.Module):
             raise ValueError(f"slide {int(torch.argmin(lengths))} in the batch has no real tiles")
         return None if bool(lengths.eq(n_tiles).all()) else lengths.tolist()
 
-    def _encode(self, tile_features: torch.Tensor, coords_tiling_px: torch.Tensor) -> torch.Tensor:
+    def _encode(self, tile_features: torch.Tensor, coords_tiling_px: torch.Tensor, source) -> torch.Tensor:
         x = self.patch_embed(tile_features)  # [B, N, D]
         cells = grid_cells(coords_tiling_px.to(x.device), self.config.tile_size_px, self.config.slide_ngrids)
         x = x + sincos_position_embedding(cells, self.config.embed_dim).to(torch.float32).to(x.dtype)
         cls = self.cls_token.to(x.dtype).expand(x.shape[0], -1, -1)  # its table row 0 is all zeros
-        return self.encoder(torch.cat([cls, x], dim=1))  # [B, N + 1, D]
+        x = torch.cat([cls, x], dim=1)  # [B, N + 1, D]
+        if source.layer is None and source.encoder_layer_norm:
+            return self.encoder(x)      # all layers, then encoder.layer_norm
+        x = self.encoder.dropout(x)     # LongNetEncoder.forward, stopped at the source's hidden state
+        for layer in self.encoder.layers[:source.layers_run(self.config.depth)]:
+            x = layer(x)
+        return self.encoder.layer_norm(x) if source.encoder_layer_norm else x
 
-    def encode_tokens(self, tile_features, coords_tiling_px, padding_mask=None) -> torch.Tensor:
-        """[B, N, in_dim], [B, N, 2] (x, y px at the tiling level) -> [B, N + 1, D] (CLS first).
+    def encode_tokens(self, tile_features, coords_tiling_px, padding_mask=None,
+                      token_source: str = DEFAULT_SLIDE_TOKEN_SOURCE) -> torch.Tensor:
+        """[B, N, in_dim], [B, N, 2] (x, y px at the tiling level) -> [B, N + 1, D] (CLS first): the hidden
+        state `token_source` names (`modeling.slide_token_sources`; default: after encoder.layer_norm).
 
         `padding_mask` [B, N] (True = padding, only at the end of a row): each slide is then encoded on
         its real tiles alone, exactly as if it were alone in the batch; padded rows of the output are 0.
         """
+        source = resolve_slide_token_source(token_source)
         lengths = self._tile_lengths(tile_features, coords_tiling_px, padding_mask)
         if lengths is None:
-            return self._encode(tile_features, coords_tiling_px)
+            return self._encode(tile_features, coords_tiling_px, source)
         total = tile_features.shape[1] + 1
         return torch.stack([
-            F.pad(self._encode(tile_features[b:b + 1, :n], coords_tiling_px[b:b + 1, :n])[0], (0, 0, 0, total - n - 1))
+            F.pad(self._encode(tile_features[b:b + 1, :n], coords_tiling_px[b:b + 1, :n], source)[0],
+                  (0, 0, 0, total - n - 1))
             for b, n in enumerate(lengths)])  # [B, N + 1, D], zeros after each slide's tokens
 
-    def forward(self, tile_features, coords_tiling_px, padding_mask=None) -> torch.Tensor:
-        """[B, N, in_dim], [B, N, 2] -> [B, num_slide_tokens, D]: drop CLS, pool the sequence, final norm.
+    def forward(self, tile_features, coords_tiling_px, padding_mask=None,
+                token_source: str = DEFAULT_SLIDE_TOKEN_SOURCE) -> torch.Tensor:
+        """[B, N, in_dim], [B, N, 2] -> [B, num_slide_tokens, D]: the `token_source` hidden state, CLS
+        dropped, the sequence pooled, final norm (the same adapter for every source).
 
         With fewer tiles than num_slide_tokens the pooling repeats tokens (see `pool_slide_tokens`).
         """
-        tokens = self.encode_tokens(tile_features, coords_tiling_px, padding_mask)  # [B, N + 1, D]
+        tokens = self.encode_tokens(tile_features, coords_tiling_px, padding_mask, token_source)  # [B, N + 1, D]
         target = self.config.num_slide_tokens
         if padding_mask is None or not bool(padding_mask.any()):
             pooled = pool_slide_tokens(tokens[:, 1:], target)

@@ -7,6 +7,11 @@
   level's pixel frame the slide encoder indexes its position table by (`coords_level0_to_tiling`).
 - The slide pipeline's in-memory result (`from_extracted`).
 
+`SlideInputs.token_source` says where slide tokens come from: "released" for a `.pt` file (precomputed
+elsewhere, as WSIBench-pt releases them), None for tile features, whose tokens the model computes with its
+`config.slide_token_source`; `slide_token_source(config)` gives the name in both cases (recorded on
+every prediction, so released tokens and our own can be told apart).
+
 Every problem (missing file, wrong shape, NaN, missing dataset or attribute) is a `ModelError`
 naming the file. `load_slide_inputs(path)` dispatches on the suffix through `LOADERS`.
 
@@ -23,6 +28,7 @@ from typing import Callable
 import torch
 
 from modeling.errors import ModelError
+from modeling.slide_token_sources import RELEASED_SLIDE_TOKENS
 
 SLIDE_TOKENS = "slide_tokens"
 TILE_FEATURES = "tile_features"
@@ -36,6 +42,19 @@ class SlideInputs:
     tile_features: torch.Tensor | None = None      # [1, N, D]
     coords_tiling_px: torch.Tensor | None = None   # [1, N, 2] (x, y) px at the tiling level
     tile_encoder: str | None = None                # the encoder the features came from, when recorded
+    token_source: str | None = None                # slide tokens: RELEASED_SLIDE_TOKENS; tile features: None
+
+    def __post_init__(self) -> None:
+        if self.kind == SLIDE_TOKENS and self.token_source is None:
+            self.token_source = RELEASED_SLIDE_TOKENS
+        if self.kind == TILE_FEATURES and self.token_source is not None:
+            raise ModelError(f"{self.source}: tile features have no slide token source of their own (the model's "
+                             f"config.slide_token_source decides); got token_source={self.token_source!r}.")
+
+    def slide_token_source(self, config) -> str:
+        """Where the slide tokens come from with model `config` (a WsiLlavaConfig): this input's own source
+        (precomputed tokens), else the source the model's slide encoder uses (`config.slide_token_source`)."""
+        return self.token_source if self.token_source is not None else config.slide_token_source
 
     def model_kwargs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         """The forward/generate keyword arguments for these inputs (a batch of one slide)."""
@@ -74,7 +93,7 @@ def load_slide_tokens_pt(path: str | Path) -> SlideInputs:
         raise ModelError(f"{path}: slide tokens have shape {tuple(payload.shape)}; expected (S, D) or (1, S, D), "
                          "e.g. (576, 1024).")
     _check_finite(tokens, str(path), "slide tokens")
-    return SlideInputs(SLIDE_TOKENS, str(path), slide_tokens=tokens)
+    return SlideInputs(SLIDE_TOKENS, str(path), slide_tokens=tokens, token_source=RELEASED_SLIDE_TOKENS)
 
 
 def load_features_h5(path: str | Path) -> SlideInputs:
@@ -186,3 +205,16 @@ def check_compatible(inputs: SlideInputs, config) -> None:
     if width > config.slide_token_dim and torch.count_nonzero(inputs.slide_tokens[..., config.slide_token_dim:]):
         raise ModelError(f"{inputs.source}: slide tokens are {width}-d but {name} takes {config.slide_token_dim}-d "
                          "tokens and the extra channels are not zero padding.")
+
+
+def use_slide_token_source(model, inputs: SlideInputs, name: str | None) -> str:
+    """Set `model`'s slide token source to `name` for tile-feature inputs (None keeps the model's) and return
+    the source these inputs' slide tokens come from. ModelError when `name` is given for precomputed slide
+    tokens: they are used as they are, so the option cannot apply (never silently ignored)."""
+    if name is not None:
+        if inputs.kind == SLIDE_TOKENS:
+            raise ModelError(f"{inputs.source}: holds precomputed slide tokens ({inputs.token_source}), so a slide "
+                             f"token source ({name!r}) cannot apply; give tile features (.h5) or a slide instead, "
+                             "or drop the option.")
+        model.set_slide_token_source(name)
+    return inputs.slide_token_source(model.config)

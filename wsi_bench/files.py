@@ -7,8 +7,10 @@ Formats (see ../shared/notes/wsi-llava.md):
   comes from `metadata`.
 
 Every item becomes a `BenchItem` with its task and capability resolved through the one task table
-(`wsi_bench.tasks`). A malformed record raises `BenchFormatError` naming the file, the record
-and the field. Usage:
+(`wsi_bench.tasks`; both releases of the per-task file names, a file stem winning over a colliding metadata
+value). A malformed record, or one whose `metadata` names no task, raises `BenchFormatError` naming the file,
+the record and the field, or, given a `problems` list, is listed there and skipped (the rest of the file
+reads). Usage:
 
     items = read_benchmark("../shared/wsi-bench-sample")            # every *.json / *.jsonl in a folder
     items = read_benchmark("Lucas-yuc/WSI-Bench", split="test")      # a Hub dataset (needs network)
@@ -28,9 +30,12 @@ from common.hub import hub_errors, hub_snapshot, looks_like_hub_id
 from common.jsonl import iter_jsonl
 from wsi_bench.errors import BenchFormatError, UnknownTaskError
 from wsi_bench.tasks import (
+    METADATA_TO_TASK,
     TaskSpec,
+    resolve_file_task,
     resolve_task,
     task_name_from_path,
+    turn_numbered_task,
 )
 
 IMAGE_PLACEHOLDER = "<image>"
@@ -106,23 +111,21 @@ def parse_llava_records(records: list, source: str, task_name: str | None = None
     """LLaVA conversation records -> items.
 
     The task comes from a record's own `metadata` field when it has one (the combined release file
-    `WSI-Bench-train.json` mixes every task), else from `task_name`, else from the file stem of `source`.
-    A malformed record raises `BenchFormatError`; when a `problems` list is given instead, its message
-    is appended there and the record is skipped (the caller reports the count: nothing is lost silently).
+    `WSI-Bench-train.json` mixes every task), else from the record id's turn number in a turn-numbered file
+    (`Conversation_test.json`), else from `task_name`, else from the file stem of `source` (stems of both
+    releases; a stem wins over a colliding metadata value). A malformed record, or one whose `metadata`
+    names no task, raises `BenchFormatError`; when a `problems` list is given instead, its message (file,
+    record index, id, value) is appended there and the record is skipped (the caller reports the count:
+    nothing is lost silently, and the rest of the file reads).
     """
     if not isinstance(records, list):
         raise BenchFormatError(f"{source}: a LLaVA conversation file must hold a JSON list of records.")
     task_name = task_name or task_name_from_path(source)
-    file_spec: TaskSpec | None = None
+    file_spec: list = []        # [TaskSpec] or [UnknownTaskError], resolved once on first need
     items = []
     for index, record in enumerate(records):
         try:
-            if isinstance(record, dict) and isinstance(record.get("metadata"), str):
-                name, spec = record["metadata"], resolve_task(record["metadata"])
-            else:
-                if file_spec is None:
-                    file_spec = _file_task(task_name, source)
-                name, spec = task_name, file_spec
+            name, spec = _record_task(record, index, task_name, source, file_spec)
             items.append(_parse_llava_record(record, index, spec, source, name))
         except BenchFormatError as exc:
             if problems is None:
@@ -131,13 +134,46 @@ def parse_llava_records(records: list, source: str, task_name: str | None = None
     return items
 
 
-def _file_task(task_name: str, source: str) -> TaskSpec:
+def _record_task(record, index: int, task_name: str, source: str, file_spec: list) -> tuple[str, TaskSpec]:
+    """(source task name, spec) of one LLaVA record: its `metadata`, its turn number, or the file's task."""
+    if isinstance(record, dict) and isinstance(record.get("metadata"), str):
+        return record["metadata"], _metadata_task(record["metadata"], f"{source}: record {index}"
+                                                  + (f" (id {record['id']})" if "id" in record else ""))
+    if isinstance(record, dict) and isinstance(record.get("id"), (str, int)):
+        try:
+            spec = turn_numbered_task(task_name, str(record["id"]))
+        except UnknownTaskError as exc:
+            raise BenchFormatError(f"{source}: record {index}: {exc}") from exc
+        if spec is not None:
+            return task_name, spec
+    if not file_spec:
+        try:
+            file_spec.append(resolve_file_task(task_name))
+        except UnknownTaskError as exc:
+            file_spec.append(exc)
+    if isinstance(file_spec[0], UnknownTaskError):
+        hint = UNLABELLED_RELEASE_FILES.get(task_name) or str(file_spec[0])
+        raise BenchFormatError(f"{source}: record {index}: the record carries no `metadata` field and the file "
+                               f"name does not name a WSI-Bench task ({hint}). Rename the file to its task (e.g. "
+                               "Grading_test.json) or add `metadata` to each record.") from file_spec[0]
+    return task_name, file_spec[0]
+
+
+def _metadata_task(value: str, where: str) -> TaskSpec:
     try:
-        return resolve_task(task_name)
+        return resolve_task(value)
     except UnknownTaskError as exc:
-        raise BenchFormatError(f"{source}: its records carry no `metadata` field and the file name does not name "
-                               f"a WSI-Bench task ({exc}) Rename the file to its task (e.g. Grading_test.json) "
-                               "or add `metadata` to each record.") from exc
+        known = ", ".join(sorted(METADATA_TO_TASK))
+        raise BenchFormatError(f"{where}: field 'metadata' is {value!r}, which names no WSI-Bench task (the "
+                               f"official values: {known}; file stems and task ids are accepted too); fix the "
+                               "value or drop the record.") from exc
+
+
+# Released files whose records carry no task and whose name names none.
+UNLABELLED_RELEASE_FILES = {
+    "WSI-Bench": "the March 2025 release (XinhengLyu/WSI-LLaVA commit f09f6a2) concatenates the 13 early-2025 "
+                 "test files (commit 1603d85) with no task field; read those per-task files instead",
+}
 
 
 def _parse_llava_record(record, index: int, spec: TaskSpec, source: str, task_name: str) -> BenchItem:
@@ -166,7 +202,8 @@ def parse_official_rows(rows: Iterable[dict], source: str,
                         problems: list[str] | None = None) -> list[BenchItem]:
     """Official JSONL rows {question_id, image, question, T-answer, metadata} -> items.
 
-    Malformed rows raise, or with a `problems` list are recorded there and skipped.
+    Malformed rows, and rows whose `metadata` names no task, raise, or with a `problems` list are recorded
+    there (file, row index, value) and skipped.
     """
     items = []
     for index, row in enumerate(rows):
@@ -180,11 +217,11 @@ def parse_official_rows(rows: Iterable[dict], source: str,
 
 
 def _parse_official_row(row, index: int, source: str) -> BenchItem:
-    where = f"{source}: line {index + 1}"
+    where = f"{source}: row {index}"
     qid = str(_require(row, "question_id", where, (str, int)))
     where = f"{where} (question_id {qid})"
     metadata = _require(row, "metadata", where)
-    spec = resolve_task(metadata)
+    spec = _metadata_task(metadata, where)
     question = _strip_placeholder(_require(row, "question", where))
     answer = _require(row, "T-answer", where).strip()
     return _item(spec, question_id=qid, image=_require(row, "image", where), question=question,
@@ -193,11 +230,16 @@ def _parse_official_row(row, index: int, source: str) -> BenchItem:
                                 {"from": "gpt", "value": answer}])
 
 
-def read_jsonl(path: str | Path) -> list:
+def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list:
+    """The JSON values of the non-blank lines; a line that does not parse raises, or is listed in `problems`."""
     rows = []
     for line in iter_jsonl(path):
         if line.error:
-            raise BenchFormatError(f"{path}: line {line.number} is {line.error}.")
+            message = f"{path}: line {line.number} is {line.error}."
+            if problems is None:
+                raise BenchFormatError(message)
+            problems.append(message + " Line skipped.")
+            continue
         rows.append(line.value)
     return rows
 
@@ -212,7 +254,7 @@ def read_bench_file(path: str | Path, task_name: str | None = None,
     if not path.is_file():
         raise BenchFormatError(f"{path}: no such WSI-Bench file.")
     if path.suffix == ".jsonl":
-        return parse_official_rows(read_jsonl(path), str(path), problems)
+        return parse_official_rows(read_jsonl(path, problems), str(path), problems)
     if path.suffix != ".json":
         raise BenchFormatError(f"{path}: expected a .json (LLaVA conversations) or .jsonl (official) file.")
     try:
@@ -311,15 +353,15 @@ def write_llava_json(items: Sequence[BenchItem], path: str | Path) -> None:
 
 
 def write_official_jsonl(items: Sequence[BenchItem], path: str | Path) -> None:
-    """Items -> the official JSONL layout; `metadata` is the task's official metadata value."""
-    from wsi_bench.tasks import METADATA_TO_TASK
-
+    """Items -> the official JSONL layout; `metadata` is the task's official metadata value (the item's own
+    when it was read with one that means its task: the early file stem `Morphology` is regional structure,
+    the metadata value `Morphology` specific feature, so such an item is written as `tissue`)."""
     first_metadata = {}
     for meta, task in METADATA_TO_TASK.items():
         first_metadata.setdefault(task, meta)
     lines = []
     for item in items:
-        metadata = item.source_task_name if item.source_task_name in METADATA_TO_TASK else (
+        metadata = item.source_task_name if METADATA_TO_TASK.get(item.source_task_name) == item.task else (
             first_metadata.get(item.task, item.source_task_name))
         lines.append(json.dumps({"question_id": item.question_id, "image": item.image,
                                  "question": item.question, "T-answer": item.answer,

@@ -10,6 +10,16 @@ resolve names through `resolve_task`; an unknown name raises `UnknownTaskError` 
     'staging_choice'
     >>> resolve_task("Caption").capability
     <Capability.MORPHOLOGY: 'morphological_analysis'>
+
+Two releases of the per-task files exist (github.com/XinhengLyu/WSI-LLaVA, folder `dataset/`): the
+early-2025 test files (commit 1603d85, 2025-01-27; `EARLY_2025_STEMS`) and the renamed ones of May 2025
+(02b51e3, a713460; `TaskSpec.file_stem`). The early stem `Morphology` (593 items: tissue architecture,
+cellular morphology, infiltration) is regional structure description, while the JSONL metadata value
+`Morphology` is specific feature description; so a FILE STEM wins over a metadata alias when a file is
+read (`resolve_file_task`, and `resolve_task` on a path), and a bare name resolves metadata-first
+(`resolve_task("Morphology")`: a record's or a row's `metadata`). Task ids never collide. The early
+`Conversation_test.json` mixes four tasks without `metadata`: each record's task comes from the turn
+number that ends its id (`<slide>-1` .. `<slide>-4`; `TURN_NUMBERED_FILES`, `turn_numbered_task`).
 """
 
 from __future__ import annotations
@@ -106,14 +116,40 @@ METADATA_TO_TASK: dict[str, str] = {
     "Report": "report_generation",
 }
 
-# Every accepted spelling -> task id: file stems, the stems' corrected spellings, metadata values, ids.
+# The early-2025 test file stems (commit 1603d85) that differ from today's, checked by content: each file's
+# (slide, question) pairs are those of the later file named here (the rest: the ~43 slides that changed).
+EARLY_2025_STEMS: dict[str, str] = {
+    "Morphology": "regional_structure_description",       # 593 items = Regional_Structure_Description
+    "Morphology_detail": "specific_feature_description",  # 950 items = Specific_Feature_Description (949)
+    "Report": "report_generation",                        # 208 items = 1_Report
+    "Stage": "staging",                                   # 191 items = Staging
+    "Stage_choice": "staging_choice",                     # 145 items = Staging_choice
+    "Subtype": "molecular_subtyping",                     # 48 items = Molecular_Subtyping
+    "Subtype_choice": "molecular_subtyping_choice",       # 48 items = Molecular_Subtyping_choice
+    "Treatment": "treatment_planning",                    # 48 items = Treatment_Planing
+}
+
+# Released files that mix tasks without `metadata`: the N of a record id `<slide>-N` names its task (turn N
+# of the slide's conversation). Conversation_test.json (early 2025, 752 items over 208 slides):
+# -1 = Global_Morphology_Description, -2 = Key_Diagnostic_Description, -3 = Histological_Typing,
+# -4 = Grading (128 slides have a grade), checked against the later files' (slide, question) pairs.
+TURN_NUMBERED_FILES: dict[str, tuple[str, ...]] = {
+    "Conversation": ("global_morphology_description", "key_diagnostic_description", "histological_typing",
+                     "grading"),
+}
+
+# Every accepted spelling -> task id. Bare names (a record's or row's `metadata`, a --tasks filter): file
+# stems, the stems' corrected spellings and the early stems, then ids, with metadata values winning.
 _ALIASES: dict[str, str] = {}
 for _spec in TASKS:
     _ALIASES[_spec.file_stem] = _spec.task
     _ALIASES[_spec.task] = _spec.task
 _ALIASES["Treatment_Planning"] = "treatment_planning"
-_ALIASES["Report"] = "report_generation"
+_ALIASES.update(EARLY_2025_STEMS)
 _ALIASES.update(METADATA_TO_TASK)
+# File names: the same, but file stems (today's and the early ones) win over colliding metadata values.
+_FILE_ALIASES: dict[str, str] = {**_ALIASES, **EARLY_2025_STEMS,
+                                 **{spec.file_stem: spec.task for spec in TASKS}}
 
 _SPLIT_SUFFIX = re.compile(r"_(train|test|val|validation)$", re.IGNORECASE)
 
@@ -123,17 +159,54 @@ def task_name_from_path(path: str | Path) -> str:
     return _SPLIT_SUFFIX.sub("", Path(path).name.split(".")[0])
 
 
+def _is_path(raw: str) -> bool:
+    return "/" in raw or raw.endswith((".json", ".jsonl"))
+
+
 def resolve_task(name: str | Path) -> TaskSpec:
-    """Map a file name/stem, a JSONL metadata value or a task id to its `TaskSpec`."""
+    """Map a file name/path, a JSONL metadata value or a task id to its `TaskSpec`.
+
+    A path (`.../Morphology_test.json`) resolves as a file (`resolve_file_task`: its stem wins); a bare name
+    resolves metadata-first (`Morphology` -> specific feature description, as the official JSONL means it).
+    """
     raw = str(name)
-    key = task_name_from_path(raw) if ("/" in raw or raw.endswith((".json", ".jsonl"))) else raw
-    key = _SPLIT_SUFFIX.sub("", key)
-    if key in _ALIASES:
-        return TASKS_BY_ID[_ALIASES[key]]
-    known = ", ".join(sorted(set(_ALIASES)))
+    if _is_path(raw):
+        return resolve_file_task(raw)
+    return _lookup(_ALIASES, _SPLIT_SUFFIX.sub("", raw), raw)
+
+
+def resolve_file_task(name: str | Path) -> TaskSpec:
+    """The task a per-task file holds, from its name or stem (`Morphology_test.json`, `Morphology`): released
+    file stems (both releases) win over colliding metadata values."""
+    raw = str(name)
+    key = task_name_from_path(raw) if _is_path(raw) else _SPLIT_SUFFIX.sub("", raw)
+    return _lookup(_FILE_ALIASES, key, raw)
+
+
+def _lookup(aliases: dict[str, str], key: str, raw: str) -> TaskSpec:
+    if key in aliases:
+        return TASKS_BY_ID[aliases[key]]
+    if key in TURN_NUMBERED_FILES:
+        tasks = ", ".join(TURN_NUMBERED_FILES[key])
+        raise UnknownTaskError(f"{raw!r} names a released file that mixes the tasks {tasks} (by the turn number "
+                               "-1, -2, ... ending each record id), not one task; name one of those tasks.")
+    known = ", ".join(sorted(set(aliases)))
     raise UnknownTaskError(
         f"Unknown WSI-Bench task {raw!r}. Known names (file stems, metadata values, task ids): {known}."
     )
+
+
+def turn_numbered_task(stem: str, record_id: str) -> TaskSpec | None:
+    """The task of record `record_id` in a turn-numbered file (`TURN_NUMBERED_FILES`), or None when `stem` is
+    not such a file. Raises `UnknownTaskError` when the id does not end in a known turn number."""
+    tasks = TURN_NUMBERED_FILES.get(_SPLIT_SUFFIX.sub("", stem))
+    if tasks is None:
+        return None
+    match = re.search(r"-(\d+)$", record_id)
+    if match is None or not 1 <= int(match.group(1)) <= len(tasks):
+        raise UnknownTaskError(f"record id {record_id!r} does not end in a turn number -1..-{len(tasks)}, which "
+                               f"names the task in {stem} files ({', '.join(tasks)}).")
+    return TASKS_BY_ID[tasks[int(match.group(1)) - 1]]
 
 
 def tasks_for_capability(capability: Capability) -> list[TaskSpec]:

@@ -333,3 +333,81 @@ def test_shape_mismatches_raise_value_errors_naming_both_numbers():
         model(features, coords[..., :1])
     with pytest.raises(ValueError, match=r"N=20 .*N=19"):
         model(features, coords[:, :19])
+
+
+# --- slide token sources ----------------------------------------------------------------------------
+def _hidden_states(model, features, coords):
+    """[embedding, output of layer 1, ..., layer depth] and the encoder's output, read with forward hooks."""
+    states = []
+    hooks = [layer.register_forward_hook(lambda _m, _i, out: states.append(out)) for layer in model.encoder.layers]
+    try:
+        final = model.encode_tokens(features, coords)  # the default source: after encoder.layer_norm
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return states, final
+
+
+def test_each_slide_token_source_pools_its_hidden_state():
+    from modeling.slide_token_sources import DEFAULT_SLIDE_TOKEN_SOURCE, SLIDE_TOKEN_SOURCES
+
+    assert DEFAULT_SLIDE_TOKEN_SOURCE == "wsi-llava-readme"
+    model = LongNetSlideEncoder(tiny_config(depth=12)).eval()
+    features, coords = random_slide(40, seed=3)
+    with torch.no_grad():
+        states, final = _hidden_states(model, features, coords)
+        expected = {"wsi-llava-readme": final,
+                    "prov-gigapath-pipeline": states[11],     # layer 12's output, no encoder.layer_norm
+                    "trident": states[10]}                    # layer 11's output, no encoder.layer_norm
+        torch.testing.assert_close(final, model.encoder.layer_norm(states[11]))
+        assert set(expected) == set(SLIDE_TOKEN_SOURCES)
+        outs = {}
+        for name, hidden in expected.items():
+            torch.testing.assert_close(model.encode_tokens(features, coords, token_source=name), hidden)
+            outs[name] = model(features, coords, token_source=name)
+            torch.testing.assert_close(outs[name], model.norm(pool_slide_tokens(hidden[:, 1:], 6)))
+    torch.testing.assert_close(outs["wsi-llava-readme"], model(features, coords))
+    for a, b in [("wsi-llava-readme", "trident"), ("wsi-llava-readme", "prov-gigapath-pipeline"),
+                 ("trident", "prov-gigapath-pipeline")]:
+        assert (outs[a] - outs[b]).abs().max() > 1e-3, (a, b)
+
+
+def test_a_padded_batch_uses_the_token_source_too():
+    model = LongNetSlideEncoder(tiny_config(depth=12)).eval()
+    features, coords = random_slide(30, batch=2, seed=4)
+    padding = torch.zeros(2, 30, dtype=torch.bool)
+    padding[0, 20:] = True
+    with torch.no_grad():
+        batch = model(features, coords, padding, token_source="trident")
+        alone = model(features[:1, :20], coords[:1, :20], token_source="trident")
+    torch.testing.assert_close(batch[:1], alone)
+
+
+def test_unknown_or_too_deep_token_sources_are_model_errors():
+    model = LongNetSlideEncoder(tiny_config(depth=2))
+    features, coords = random_slide(10)
+    with pytest.raises(ModelError, match="unknown slide token source 'layer-3'.*prov-gigapath-pipeline"):
+        model(features, coords, token_source="layer-3")
+    with pytest.raises(ModelError, match="'trident' takes the output of layer 11, but the slide encoder has only 2"):
+        model(features, coords, token_source="trident")
+
+
+def test_the_parity_benchmarks_flash_attention_stub_is_exact_attention():
+    """benchmarks/slide_encoder_parity.py replaces flash-attn by `reference_flash_attn_func`: softmax(q k^T /
+    sqrt(d)) v and the keys' log-sum-exp [B, H, L], as flash_attn_func(return_attn_probs=True) returns them."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "slide_encoder_parity.py"
+    spec = importlib.util.spec_from_file_location("slide_encoder_parity", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    q, k, v = qkv(37, 4)                                               # [B, L, H, Dh]
+    out, lse = bench.reference_flash_attn_func(q, k, v)
+    dense = F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v))).transpose(1, 2)
+    scores = torch.einsum("blhd,bshd->bhls", q, k) / math.sqrt(q.shape[-1])
+    torch.testing.assert_close(out, dense, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(lse, torch.logsumexp(scores, dim=-1), atol=1e-6, rtol=1e-6)
+    assert out.dtype == q.dtype and lse.dtype == torch.float32 and lse.shape == (1, 4, 37)
+    with pytest.raises(ValueError, match="not used by LongNet"):
+        bench.reference_flash_attn_func(q, k, v, 0.1)

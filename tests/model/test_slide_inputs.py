@@ -76,3 +76,41 @@ def test_a_training_checkpoint_folder_says_how_to_merge_it(tmp_path):
     (tmp_path / "training_manifest.json").write_text("{}")
     with pytest.raises(ModelError, match="wsi-llava train --merge"):
         read_checkpoint_config(str(tmp_path))
+
+
+def test_the_slide_token_source_is_recorded_for_released_tokens_and_our_own(tmp_path):
+    from modeling.slide_inputs import use_slide_token_source
+    from tests.helpers.tiny_models import random_slide_inputs, tiny_model
+
+    model = tiny_model(encoder_overrides={"depth": 12})
+    released = load_slide_inputs(write_slide_tokens_pt(tmp_path / "s.pt"))
+    ours = load_slide_inputs(write_features_h5(tmp_path / "f.h5", n_tiles=20, dim=16))
+    assert (released.token_source, ours.token_source) == ("released", None)
+    assert use_slide_token_source(model, released, None) == "released"
+    assert use_slide_token_source(model, ours, None) == "wsi-llava-readme" == model.config.slide_token_source
+    with pytest.raises(ModelError, match=r"s.pt: holds precomputed slide tokens \(released\), so a slide token "
+                                         r"source \('trident'\) cannot apply"):
+        use_slide_token_source(model, released, "trident")
+    inputs = random_slide_inputs(model.config, kind="tile_features")
+    with torch.no_grad():
+        readme = model.get_slide_embeddings(**inputs.model_kwargs())
+        assert use_slide_token_source(model, inputs, "trident") == "trident" == model.config.slide_token_source
+        trident = model.get_slide_embeddings(**inputs.model_kwargs())
+    assert (readme - trident).abs().max() > 1e-4
+    with pytest.raises(ModelError, match="unknown slide token source 'last'"):
+        use_slide_token_source(model, inputs, "last")
+    with pytest.raises(ModelError, match="slide_token_source: 'last' is not one of"):
+        tiny_config(slide_token_source="last")
+    with pytest.raises(ModelError, match="tile features have no slide token source of their own"):
+        SlideInputs("tile_features", "f.h5", tile_features=torch.zeros(1, 5, 16),
+                    coords_tiling_px=torch.zeros(1, 5, 2), token_source="trident")
+
+
+def test_the_slide_token_source_is_saved_with_the_model(tmp_path):
+    from modeling.configuration_wsi_llava import WsiLlavaConfig
+    from tests.helpers.tiny_models import tiny_model
+
+    model = tiny_model(encoder_overrides={"depth": 12})
+    model.set_slide_token_source("prov-gigapath-pipeline")
+    model.config.save_pretrained(tmp_path)
+    assert WsiLlavaConfig.from_pretrained(tmp_path).slide_token_source == "prov-gigapath-pipeline"

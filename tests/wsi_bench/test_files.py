@@ -50,7 +50,10 @@ def test_resolve_task_maps_stems_metadata_and_ids(name, task, capability, answer
 
 
 def test_unknown_task_is_an_error_listing_known_names():
-    with pytest.raises(UnknownTaskError, match="Unknown WSI-Bench task 'Conversation'.*Staging_choice"):
+    with pytest.raises(UnknownTaskError, match="Unknown WSI-Bench task 'Weather'.*Staging_choice"):
+        resolve_task("Weather")
+    with pytest.raises(UnknownTaskError, match="'Conversation' names a released file that mixes the tasks "
+                                               "global_morphology_description, key_diagnostic_description"):
         resolve_task("Conversation")
 
 
@@ -127,12 +130,35 @@ def test_bad_records_can_be_collected_instead_of_raising(tmp_path):
     assert len(problems) == 1 and "id bad" in problems[0]
 
 
-def test_jsonl_with_unknown_metadata_is_an_error(tmp_path):
+def test_jsonl_with_unknown_metadata_is_an_error_naming_file_row_and_value(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"question_id": "q", "image": "a.pt", "question": "?", "T-answer": "!",
                                 "metadata": "Weather"}) + "\n")
-    with pytest.raises(UnknownTaskError, match="Weather"):
+    with pytest.raises(BenchFormatError, match=r"x.jsonl: row 0 \(question_id q\): field 'metadata' is 'Weather'"):
         read_benchmark(path)
+
+
+def official_row(qid, metadata, question="Q?", answer="A."):
+    return {"question_id": qid, "image": f"TCGA-BRCA/{SLIDE}.pt", "question": question, "T-answer": answer,
+            "metadata": metadata}
+
+
+def test_unknown_metadata_is_a_listed_problem_for_that_record_not_an_abort(tmp_path):
+    jsonl = tmp_path / "WSI-Bench-test.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in [official_row("a", "Stage"), official_row("b", "Weather"),
+                                                       official_row("c", "Grade")]) + "\n{broken\n")
+    combined = tmp_path / "WSI-Bench-train.json"
+    combined.write_text(json.dumps([{**llava_record("d", "Stage?", "T1."), "metadata": "Stage"},
+                                    {**llava_record("e", "Q?", "A."), "metadata": "Staging_chioce"}]))
+    problems = []
+    items = read_benchmark(tmp_path, problems=problems)
+    assert sorted((i.question_id, i.task) for i in items) == [("a", "staging"), ("c", "grading"), ("d", "staging")]
+    assert len(problems) == 3, problems
+    [row_problem] = [p for p in problems if "Weather" in p]
+    assert row_problem.startswith(f"{jsonl}: row 1 (question_id b): field 'metadata' is 'Weather'")
+    [record_problem] = [p for p in problems if "Staging_chioce" in p]
+    assert record_problem.startswith(f"{combined}: record 1 (id e): field 'metadata' is 'Staging_chioce'")
+    assert any(p.startswith(f"{jsonl}: line 4 is not valid JSON") for p in problems)
 
 
 def test_missing_source_is_a_clear_error(tmp_path):

@@ -1,0 +1,30 @@
+"""`evaluate predict` rows say where the slide tokens came from: "released" (.pt) or the model's source."""
+
+import json
+
+from evaluation.cli import main
+from tests.evaluation.fixtures import write_benchmark
+from tests.helpers.tiny_models import (
+    TINY_NUM_SLIDE_TOKENS,
+    TINY_SLIDE_TOKEN_DIM,
+    save_tiny_checkpoint,
+    write_features_h5,
+    write_slide_tokens_pt,
+)
+
+
+def test_every_prediction_row_records_its_slide_token_source(tmp_path, capsys):
+    bench = write_benchmark(tmp_path / "bench")
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
+    features = tmp_path / "features"
+    (features / "TCGA-XX").mkdir(parents=True)
+    write_slide_tokens_pt(features / "TCGA-XX" / "S1.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
+                          dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    write_features_h5(features / "TCGA-XX" / "S2.h5", n_tiles=30, dim=16)
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
+                 "--out", str(out), "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_answered"] == 6
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    sources = {(row["image"], row["slide_token_source"]) for row in rows}
+    assert sources == {("TCGA-XX/S1.pt", "released"), ("TCGA-XX/S2.pt", "wsi-llava-readme")}
