@@ -98,12 +98,6 @@ class GenerationSettings:
         values["do_sample"] = self.do_sample
         return values | resolved
 
-    def generate_kwargs(self, prompt_length: int, lead_ids: tuple[int, ...] = ()) -> dict:
-        """`generate()` keyword arguments (see `modeling.inference.generate_kwargs`)."""
-        from modeling.inference import generate_kwargs
-
-        return generate_kwargs(self, prompt_length, lead_ids)
-
 
 PROFILE_SETTINGS: dict[str, dict] = {
     "official": {},

@@ -197,14 +197,19 @@ class SlideChatSession:
         decoded = self.processor.decode_answer(output[0, prompt_length:])
         return finish_answer(settings or self.settings, decoded)
 
-    def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
-        """Answer `question` (blocking) and append the turn to `history`."""
+    def generate_answer(self, question: str, settings: GenerationSettings | None = None) -> tuple[list[int], str]:
+        """Answer `question` (blocking), append the turn to `history`; returns (generated ids, answer)."""
         kwargs = self._generate_kwargs(question, settings=settings)
         with torch.inference_mode():
             output = self.model.generate(**kwargs)
-        answer = self._answer(output, kwargs["input_ids"].shape[1], settings)
+        prompt_length = kwargs["input_ids"].shape[1]
+        answer = self._answer(output, prompt_length, settings)
         self.history.append((question, answer))
-        return answer
+        return output[0, prompt_length:].tolist(), answer
+
+    def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
+        """Answer `question` (blocking) and append the turn to `history`."""
+        return self.generate_answer(question, settings)[1]
 
     def stream(self, question: str, settings: GenerationSettings | None = None) -> Iterator[str]:
         """Yield the answer's text as it is generated; the full answer joins `history` at the end (trimmed

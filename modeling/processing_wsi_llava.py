@@ -206,8 +206,17 @@ class WsiLlavaProcessor(ProcessorMixin):
         return self.collate([self.encode_conversation(c, max_length) for c in conversations])
 
     def decode_answer(self, token_ids) -> str:
-        """Generated ids (answer only) -> text, special tokens removed, stripped like LLaVA's eval."""
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+        """Generated ids (answer only) -> text, special tokens removed, stripped like LLaVA's eval
+        (`batch_decode(..., skip_special_tokens=True)[0].strip()`). A LLaMA tokenizer decodes as the official
+        slow (sentencepiece) one does, which differs from the fast one on invalid UTF-8 byte pieces."""
+        from transformers import LlamaTokenizer
+
+        if not isinstance(self.tokenizer, LlamaTokenizer):
+            return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+        from modeling.tokenizer_parity import sentencepiece_text
+
+        ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
+        return sentencepiece_text(self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=True)).strip()
 
 
 __all__ = ["WsiLlavaProcessor", "IGNORE_INDEX"]

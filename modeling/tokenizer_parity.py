@@ -144,6 +144,50 @@ class SlowLlamaReference:
         return self.sp.id_to_piece(token_id) if 0 <= token_id < self.sp.get_piece_size() else f"<id {token_id}>"
 
 
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def _utf8_like_sentencepiece(data: bytes) -> str:
+    """Bytes -> text as sentencepiece decodes byte pieces: every byte that does not start a complete, valid
+    UTF-8 character becomes one U+FFFD (Python's "replace" would merge a truncated character into one)."""
+    out, index = [], 0
+    while index < len(data):
+        lead = data[index]
+        size = 1 if lead < 0x80 else 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else \
+            4 if 0xF0 <= lead <= 0xF4 else 0
+        chunk = data[index:index + size]
+        try:
+            if size and len(chunk) == size:
+                out.append(chunk.decode("utf-8"))
+                index += size
+                continue
+        except UnicodeDecodeError:
+            pass
+        out.append("\ufffd")
+        index += 1
+    return "".join(out)
+
+
+def sentencepiece_text(pieces: Sequence[str]) -> str:
+    """Pieces (special tokens already left out) -> text as the slow LlamaTokenizer's sentencepiece decode
+    gives it, up to leading/trailing whitespace: "▁" is a space, runs of byte pieces (<0xNN>) are decoded
+    together, invalid bytes one U+FFFD each."""
+    out: list[str] = []
+    pending = bytearray()
+    for piece in pieces:
+        match = _BYTE_PIECE.fullmatch(piece)
+        if match:
+            pending.append(int(match.group(1), 16))
+            continue
+        if pending:
+            out.append(_utf8_like_sentencepiece(bytes(pending)))
+            pending.clear()
+        out.append(piece.replace(SPIECE_UNDERLINE, " "))
+    if pending:
+        out.append(_utf8_like_sentencepiece(bytes(pending)))
+    return "".join(out)
+
+
 def llava_prompt_ids(prompt: str, tokenizer, image_token_index: int = LLAVA_IMAGE_TOKEN_INDEX) -> list[int]:
     """LLaVA's `tokenizer_image_token` (llava/mm_utils.py), restated."""
     chunks = [list(tokenizer(chunk).input_ids) for chunk in prompt.split("<image>")]

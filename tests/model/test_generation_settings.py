@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 import modeling.generation_settings as home
+from modeling.inference import generate_kwargs
 from modeling.errors import ModelError
 from modeling.generation_settings import (
     FORK_8714AFC_STOP_WORDS,
@@ -29,7 +30,7 @@ def test_the_defaults_are_model_vqa_at_the_release():
     assert (settings.no_repeat_ngram_size, settings.max_new_tokens) == (3, 2048)
     assert settings.repetition_penalty is None and settings.stop_words == () and not settings.trim_answer
     assert settings.conversation_template is None and settings.seed is None       # the checkpoint's: llava_v1
-    kwargs = settings.generate_kwargs(prompt_length=10)
+    kwargs = generate_kwargs(settings, prompt_length=10)
     assert {k: kwargs[k] for k in ("do_sample", "temperature", "num_beams", "max_new_tokens")} == \
         {"do_sample": True, "temperature": 0.2, "num_beams": 1, "max_new_tokens": 2048}
     assert "top_p" not in kwargs and [type(p).__name__ for p in kwargs["logits_processor"]] == ["AnswerNoRepeatNGram"]

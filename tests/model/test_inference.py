@@ -5,7 +5,8 @@ import torch
 
 from modeling.checkpoints import KEEP_UNQUANTIZED, load_model
 from modeling.errors import ModelError
-from modeling.inference import AnswerNoRepeatNGram, GenerationSettings, SlideChatSession, stream_answer
+from modeling.inference import (AnswerNoRepeatNGram, GenerationSettings, SlideChatSession, generate_kwargs,
+                                stream_answer)
 from tests.helpers.tiny_models import random_slide_inputs, save_tiny_checkpoint, tiny_model_and_processor
 
 QUESTIONS = ["What is the histological type?", "What is the grade?", "Describe the stroma."]
@@ -17,12 +18,16 @@ def tiny():
     return model, processor, random_slide_inputs(model.config, "tile_features")
 
 
+def session_lead(processor):
+    return (processor.tokenizer.bos_token_id,)          # what SlideChatSession passes: the official [BOS]
+
+
 def _from_scratch(model, processor, inputs, question, history, settings):
     prompt = processor.encode_prompt(question, history)
     length = prompt["input_ids"].shape[1]
     with torch.inference_mode():
         out = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
-                             **settings.generate_kwargs(length))
+                             **generate_kwargs(settings, length, session_lead(processor)))
     return processor.decode_answer(out[0, length:])
 
 
@@ -80,10 +85,10 @@ def test_streaming_reraises_generation_errors(tiny):
 
 def test_official_defaults_and_answer_only_ngram_ban():
     settings = GenerationSettings()
-    kwargs = settings.generate_kwargs(prompt_length=5)
+    kwargs = generate_kwargs(settings, prompt_length=5)
     assert (settings.temperature, settings.num_beams, settings.no_repeat_ngram_size) == (0.2, 1, 3)
     assert kwargs["do_sample"] and kwargs["temperature"] == 0.2
-    assert not GenerationSettings(temperature=0).generate_kwargs(5)["do_sample"]
+    assert not generate_kwargs(GenerationSettings(temperature=0), 5)["do_sample"]
     ban = AnswerNoRepeatNGram(3, prompt_length=4)
     prompt = [7, 8, 9, 7]                                     # "7 8 9" in the prompt must not be banned ...
     scores = ban(torch.tensor([prompt + [8]]), torch.zeros(1, 12))
@@ -122,8 +127,8 @@ def test_official_length_limit_and_answer_only_repetition_penalty():
     output starts with a lone BOS: a repetition penalty (the fork's --repetition_penalty) sees [BOS] + the
     answer, never the prompt's words."""
     assert GenerationSettings().max_new_tokens == 2048
-    kwargs = GenerationSettings(repetition_penalty=2.0, no_repeat_ngram_size=0).generate_kwargs(prompt_length=3,
-                                                                                                lead_ids=(1,))
+    kwargs = generate_kwargs(GenerationSettings(repetition_penalty=2.0, no_repeat_ngram_size=0), prompt_length=3,
+                             lead_ids=(1,))
     assert "repetition_penalty" not in kwargs                 # HF's own penalty would also hit the prompt
     (penalty,) = kwargs["logits_processor"]
     scores = penalty(torch.tensor([[4, 5, 6, 7]]), torch.ones(1, 10))
@@ -198,7 +203,7 @@ def test_the_prompt_template_is_a_setting_and_the_prefix_follows_it(tiny):
     length = prompt["input_ids"].shape[1]
     with torch.inference_mode():
         out = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
-                             **vicuna.generate_kwargs(length, session.lead_ids))
+                             **generate_kwargs(vicuna, length, session.lead_ids))
     assert answer == processor.decode_answer(out[0, length:]).strip()
 
 
@@ -224,7 +229,7 @@ def test_turn2_logits_from_the_cached_prefix_equal_recomputation_and_see_the_sli
     with torch.inference_mode():
         cached = model.generate(**session._generate_kwargs(QUESTIONS[1]), **extra)
         full = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
-                              **settings.generate_kwargs(prompt["input_ids"].shape[1]), **extra)
+                              **generate_kwargs(settings, prompt["input_ids"].shape[1], session.lead_ids), **extra)
         other = SlideChatSession(model, processor, random_slide_inputs(model.config, "tile_features", seed=7),
                                  settings)
         other.history = list(session.history)
