@@ -158,10 +158,10 @@ _OVERRIDES = ("temperature", "max_new_tokens", "no_repeat_ngram_size", "repetiti
 def add_generation_options(parser: argparse.ArgumentParser, seed_default: int | None = None,
                            seed_help: str = "torch.manual_seed before every answer (default: not seeded)") -> None:
     """The generation options every command shares; defaults are the profile's (official)."""
-    group = parser.add_argument_group(
-        "generation", f"Defaults: profile {DEFAULT_PROFILE!r} = {PROFILE_DESCRIPTIONS[DEFAULT_PROFILE]}.")
+    profiles = "; ".join(f"{name}: {text}" for name, text in PROFILE_DESCRIPTIONS.items())
+    group = parser.add_argument_group("generation", f"Profiles: {profiles}. The options below override the profile.")
     group.add_argument("--profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
-                       help="named generation settings: " + "; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()))
+                       help=f"named generation settings (default: {DEFAULT_PROFILE})")
     group.add_argument("--conv-template", choices=sorted(TEMPLATES), default=None,
                        help=f"prompt template (default: the checkpoint's, {INFERENCE_TEMPLATE} as wsi-vqa.sh; "
                             "training used vicuna_v1)")
