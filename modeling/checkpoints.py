@@ -6,8 +6,10 @@ What can be loaded is explicit:
 - `CHECKPOINT_FORMATS`: a folder or Hub repo is recognised by its config.json `model_type`; "wsi_llava"
   loads, LLaVA-layout types ("llava_llama", "llava") get the conversion command, anything else an error.
 
-`load_model(..., load_4bit=True)` quantises the language model only (bitsandbytes nf4, double
-quantisation, bf16 compute where supported); the slide encoder, projector and lm_head stay 16/32-bit.
+The model runs in float16 on CUDA by default, as the official inference (`model_vqa.py`), and in float32
+on the CPU (`dtype="bfloat16"` etc. to choose). `load_model(..., load_4bit=True)` quantises the language
+model only (bitsandbytes nf4, double quantisation, bf16 compute where supported); the slide encoder,
+projector and lm_head stay 16/32-bit.
 Every `LoadedModel` carries its display name and whether its weights are trained (`banner()`).
 
     loaded = load_model("path/to/checkpoint", load_4bit=True)

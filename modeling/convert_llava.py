@@ -146,6 +146,20 @@ def check_tokenizer(processor, folder: Path) -> None:
         check_processor_parity(processor, SlowLlamaReference.from_folder(folder), where=str(folder / "tokenizer.model"))
 
 
+def converted_processor(tokenizer_folder: Path, notes: list[str]):
+    """The processor DST gets: the official tokenizer + `<image>`, vicuna_v1 for training, llava_v1 for
+    generation; refused unless it tokenizes like the official code."""
+    from modeling.conversation import INFERENCE_TEMPLATE, TRAINING_TEMPLATE
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
+
+    tokenizer = load_llava_tokenizer(tokenizer_folder, notes)
+    WsiLlavaProcessor.add_image_token(tokenizer)
+    processor = WsiLlavaProcessor(tokenizer=tokenizer, num_slide_tokens=576, conversation_template=TRAINING_TEMPLATE,
+                                  generation_template=INFERENCE_TEMPLATE)
+    check_tokenizer(processor, tokenizer_folder)
+    return processor
+
+
 def _grow_vocabulary(state: dict, vocab_size: int) -> None:
     """Add rows for new tokens: embeddings = mean of the existing rows, lm_head = 0 (never generated)."""
     import torch
@@ -178,7 +192,6 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
         weight_files,
     )
     from modeling.modeling_wsi_llava import WsiLlavaForConditionalGeneration
-    from modeling.processing_wsi_llava import WsiLlavaProcessor
 
     dst = Path(dst)
     if slide_encoder_checkpoint is not None and slide_encoder is None:
@@ -193,11 +206,8 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
     weight_files(base_folder or src_folder)               # layout errors first, before the tokenizer's
     tokenizer_notes: list[str] = []
     tokenizer_folder = _tokenizer_folder(src_folder, base_folder)
-    tokenizer = load_llava_tokenizer(tokenizer_folder, tokenizer_notes)
-    image_token_index = WsiLlavaProcessor.add_image_token(tokenizer)
-    processor = WsiLlavaProcessor(tokenizer=tokenizer, num_slide_tokens=576, conversation_template=TRAINING_TEMPLATE,
-                                  generation_template=INFERENCE_TEMPLATE)
-    check_tokenizer(processor, tokenizer_folder)          # before reading gigabytes of weights
+    processor = converted_processor(tokenizer_folder, tokenizer_notes)     # checked before reading the weights
+    image_token_index = processor.image_token_id
 
     llava_config, llava_state, notes = read_llava_checkpoint(src_folder, base_folder)
     notes += tokenizer_notes
@@ -236,6 +246,17 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
         raise ModelError(f"{src}: weights do not fit the converted architecture; missing {missing[:8]}, "
                          f"unexpected {unexpected[:8]}.")
     model.load_state_dict(state, strict=True, assign=True)
+    _write(model, processor, dst, tokenizer_folder)
+    notes.append(f"wrote {dst} (model_type wsi_llava, vocab {text_config['vocab_size']}, `<image>` id "
+                 f"{image_token_index}, slide tokens 576 x {config.slide_token_dim}, templates "
+                 f"{TRAINING_TEMPLATE} (training) / {INFERENCE_TEMPLATE} (generation), "
+                 f"{'with' if slide_encoder else 'no'} slide encoder)")
+    return notes
+
+
+def _write(model, processor, dst: Path, tokenizer_folder: Path) -> None:
+    """Save under a temporary name, check the saved processor's ids once more, then rename to `dst`."""
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
@@ -249,11 +270,6 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    notes.append(f"wrote {dst} (model_type wsi_llava, vocab {text_config['vocab_size']}, `<image>` id "
-                 f"{image_token_index}, slide tokens 576 x {config.slide_token_dim}, templates "
-                 f"{TRAINING_TEMPLATE} (training) / {INFERENCE_TEMPLATE} (generation), "
-                 f"{'with' if slide_encoder else 'no'} slide encoder)")
-    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
