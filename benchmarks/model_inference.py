@@ -58,7 +58,7 @@ def timed(fn):
 
 
 def latency(model, processor, args) -> dict:
-    from modeling.inference import GenerationSettings, SlideChatSession
+    from modeling.inference import GenerationSettings, SlideChatSession, generate_kwargs
     from modeling.slide_inputs import SlideInputs
 
     model.generation_config.min_new_tokens = args.new_tokens           # equal work in every turn
@@ -76,7 +76,7 @@ def latency(model, processor, args) -> dict:
         with torch.inference_mode():
             rows["turn2_recomputed_s"].append(timed(lambda: model.generate(
                 **prompt, **slide.model_kwargs(), pad_token_id=processor.pad_token_id,
-                **settings.generate_kwargs(length)))[0])
+                **generate_kwargs(settings, length, session.lead_ids)))[0])
             rows["turn2_prefill_recomputed_s"].append(timed(lambda: model(**prompt, **slide.model_kwargs()))[0])
             prefix = len(session._prefix_ids)
             rows["turn2_prefill_cached_s"].append(timed(lambda: model(

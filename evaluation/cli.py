@@ -21,6 +21,9 @@ from llm.options import add_llm_options, llm_settings_from_args
 from evaluation.errors import EvaluationError
 from evaluation.metric_versions import DEFAULT_METRIC_VERSION, METRIC_VERSION_NAMES
 from evaluation.table2_grouping import DEFAULT_TABLE2_GROUPING, GROUPING_NAMES
+from evaluation.predict import PREDICT_SEED
+from modeling.generation_settings import add_dtype_option, add_generation_options
+from modeling.slide_token_sources import SLIDE_TOKEN_SOURCES
 
 EXIT_FAILED_JUDGEMENTS = 3
 EXIT_INTERRUPTED = 130
@@ -61,10 +64,14 @@ def _predict_parser(sub) -> None:
     p.add_argument("--load-4bit", action="store_true", help="load the language model in 4-bit (bitsandbytes)")
     p.add_argument("--tasks", nargs="+", help="only these tasks (file stems, metadata values or task ids)")
     p.add_argument("--split", help="only files of this split (e.g. test) when --benchmark is a folder/Hub id")
-    p.add_argument("--max-new-tokens", type=int, default=1024, help="answer length limit (official: 1024)")
-    p.add_argument("--temperature", type=float, default=0.0,
-                   help="0 = greedy (default; the official script samples at 0.2)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_dtype_option(p)
+    add_generation_options(p, seed_default=PREDICT_SEED,
+                           seed_help=f"torch.manual_seed before every answer (default: {PREDICT_SEED}; a re-run "
+                                     "reproduces the answers)")
+    p.add_argument("--slide-token-source", choices=sorted(SLIDE_TOKEN_SOURCES),
+                   help="slide-encoder hidden state pooled into the slide tokens of features .h5 inputs (default: "
+                        "the model's, wsi-llava-readme; released .pt tokens are used as they are)")
     p.add_argument("--limit", type=int, help="stop after this many items (smoke tests)")
 
 
@@ -115,11 +122,17 @@ def _score(args) -> int:
 
 def _predict(args) -> int:
     from evaluation.predict import PredictConfig, run_predictions
+    from modeling.errors import ModelError
+    from modeling.generation_settings import settings_from_args
 
+    try:
+        generation = settings_from_args(args)
+    except ModelError as exc:
+        raise EvaluationError(str(exc)) from exc
     config = PredictConfig(model=args.model, benchmark=args.benchmark, features_root=args.features_root,
                            out=args.out, load_4bit=args.load_4bit, tasks=args.tasks, split=args.split,
-                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, device=args.device,
-                           limit=args.limit)
+                           generation=generation, dtype=args.dtype, device=args.device, limit=args.limit,
+                           slide_token_source=args.slide_token_source)
     report = run_predictions(config)
     print(json.dumps(report, indent=1))
     return 0

@@ -5,6 +5,10 @@
 
 Rows: {question_id, image, task, capability, question, reference, prediction, model, settings} (+
 source_task_name), `task` being the canonical task id; `evaluate score` reads them as they are.
+`settings` holds every generation setting (`GenerationSettings.record()`: profile, the prompt template
+used, sampling, seed ...) plus the model's dtype and quantisation. Defaults are the official inference
+(`modeling.generation_settings`, profile "official"); every answer is seeded (`--seed`, default 0), so a
+re-run reproduces it.
 Resumable: every answer is appended to the output (flushed) as soon as it exists; a re-run skips the
 (task, question_id) pairs already there and continues with the rest. A re-run with another model or
 other generation settings into the same file is refused (mixing them would corrupt the scores).
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,8 +33,10 @@ from wsi_bench.errors import BenchError
 from wsi_bench.files import BenchItem, read_benchmark
 from evaluation.errors import EvaluationError
 from common.journal import JournalWriter, read_journal
+from modeling.generation_settings import GenerationSettings
 
 PREDICTIONS_SCHEMA = "wsi-llava.evaluation.predictions/1"
+PREDICT_SEED = 0          # every answer is seeded: a re-run (or a resumed run) gives the same answers
 
 
 @dataclass
@@ -42,12 +48,11 @@ class PredictConfig:
     load_4bit: bool = False
     tasks: list[str] | None = None
     split: str | None = None
-    max_new_tokens: int = 1024                  # the official model_vqa.py setting
-    temperature: float = 0.0
-    no_repeat_ngram_size: int = 3
-    seed: int | None = 0
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(seed=PREDICT_SEED))
+    dtype: str = "auto"                         # float16 on CUDA (official), float32 on CPU
     device: str | None = None
     limit: int | None = None
+    slide_token_source: str | None = None       # features .h5 inputs: None = the model's (modeling.slide_token_sources)
 
     def __post_init__(self) -> None:
         self.features_root, self.out = Path(self.features_root), Path(self.out)
@@ -56,8 +61,8 @@ class PredictConfig:
                                   "with the released slide-token .pt files or the features .h5 files.")
         if self.out.suffix != ".jsonl":
             raise EvaluationError(f"--out {self.out}: use a .jsonl file name.")
-        if self.max_new_tokens < 1 or self.temperature < 0 or (self.limit is not None and self.limit < 1):
-            raise EvaluationError("--max-new-tokens and --limit must be positive and --temperature >= 0.")
+        if self.limit is not None and self.limit < 1:
+            raise EvaluationError("--limit must be positive.")
 
     @property
     def summary_path(self) -> Path:
@@ -65,10 +70,12 @@ class PredictConfig:
 
 
 def _settings(config: PredictConfig, loaded) -> dict:
-    return {"temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "num_beams": 1,
-            "no_repeat_ngram_size": config.no_repeat_ngram_size, "seed": config.seed,
-            "quantization": loaded.quantization, "model_is_trained": loaded.is_trained,
-            "conversation_template": loaded.processor.conversation_template}
+    """Everything that decides the answers, stored on every row (and compared on resume)."""
+    generation = config.generation
+    template = generation.conversation_template or loaded.processor.generation_template
+    return generation.record(conversation_template=template, dtype=str(loaded.model.dtype).removeprefix("torch."),
+                             quantization=loaded.quantization, model_is_trained=loaded.is_trained) | {
+        "slide_token_source": loaded.model.config.slide_token_source}
 
 
 def _existing_rows(out: Path) -> tuple[dict[tuple[str, str], dict], int]:
@@ -112,13 +119,12 @@ def _answer_slide(loaded, path: Path, items: Sequence[BenchItem], config: Predic
                   write: Callable, fail: Callable) -> None:
     """Answer every question about one slide; the slide prefix is computed once (history reset per item)."""
     from modeling.errors import ModelError
-    from modeling.inference import GenerationSettings, SlideChatSession
-    from modeling.slide_inputs import load_slide_inputs
+    from modeling.inference import SlideChatSession
+    from modeling.model_inputs import slide_model_inputs
 
     try:
-        generation = GenerationSettings(temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-                                        no_repeat_ngram_size=config.no_repeat_ngram_size, seed=config.seed)
-        session = SlideChatSession(loaded.model, loaded.processor, load_slide_inputs(path), generation)
+        inputs = slide_model_inputs(path, loaded)
+        session = SlideChatSession(loaded.model, loaded.processor, inputs, config.generation)   # checks the inputs
     except ModelError as exc:
         for item in items:
             fail(item, exc)
@@ -147,9 +153,14 @@ def run_predictions(config: PredictConfig, loaded=None,
         from modeling.checkpoints import load_model
 
         try:
-            loaded = load_model(config.model, load_4bit=config.load_4bit, device=config.device)
+            loaded = load_model(config.model, load_4bit=config.load_4bit, device=config.device, dtype=config.dtype)
         except ModelError as exc:
             raise EvaluationError(f"--model {config.model}: {exc}") from exc
+    if config.slide_token_source:
+        try:
+            loaded.model.set_slide_token_source(config.slide_token_source)
+        except ModelError as exc:
+            raise EvaluationError(f"--slide-token-source {config.slide_token_source}: {exc}") from exc
     emit(loaded.banner())
     settings = _settings(config, loaded)
     _check_same_run(done, loaded.name, settings, config.out)

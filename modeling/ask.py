@@ -5,6 +5,10 @@ INPUT is a released slide-token `.pt` file (576 x 1024, used as is), a features 
 first). The first line of output names the model and says whether its weights are trained; the
 answer follows, streamed as it is generated. Errors go to stderr, without a traceback, exit code 1.
 
+Generation follows the official WSI-LLaVA inference by default (profile "official": llava_v1 prompt,
+sampling at 0.2, no_repeat_ngram_size 3, up to 2048 new tokens, float16 on CUDA); `--profile` and the
+generation options change it (`modeling.generation_settings`).
+
     wsi-llava ask TCGA-XX.pt --question "What is the histological type?" --model ./wsi-llava-7b --load-4bit
     wsi-llava ask slide.svs -q "Describe the tumor." --temperature 0 --max-new-tokens 128
 """
@@ -17,9 +21,8 @@ from pathlib import Path
 
 from modeling.demo_model import DEMO_MODEL_NAME
 from modeling.errors import ModelError
+from modeling.generation_settings import add_dtype_option, add_generation_options
 from modeling.slide_token_sources import DEFAULT_SLIDE_TOKEN_SOURCE, SLIDE_TOKEN_SOURCES
-
-SLIDE_INPUT_SUFFIXES = (".pt", ".h5")     # anything else is treated as a slide for the slide pipeline
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,10 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--load-4bit", action="store_true", help="4-bit nf4 language model (bitsandbytes)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="answer length limit (official: 1024)")
-    parser.add_argument("--temperature", type=float, default=0.2, help="0 = greedy (official: 0.2)")
-    parser.add_argument("--no-repeat-ngram-size", type=int, default=3, help="0 disables (official: 3)")
-    parser.add_argument("--seed", type=int, help="sampling seed")
+    add_dtype_option(parser)
+    add_generation_options(parser)
     parser.add_argument("--slide-token-source", choices=sorted(SLIDE_TOKEN_SOURCES),
                         help="slide-encoder hidden state pooled into the slide tokens (tile features or a slide): "
                         f"{DEFAULT_SLIDE_TOKEN_SOURCE} (the official README's; default unless the model's config "
@@ -48,31 +49,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def slide_inputs_for(path: Path, loaded, device: str, batch_size: int = 64, num_workers: int | None = None):
-    """The model inputs for INPUT: loaded from .pt/.h5, or extracted from a slide with the model's tile encoder."""
-    from modeling.slide_inputs import from_extracted, load_slide_inputs
-
-    if path.suffix.lower() in SLIDE_INPUT_SUFFIXES:
-        return load_slide_inputs(path)
-    if not path.exists():
-        raise ModelError(f"{path}: no such file or directory.")
-    config = loaded.model.config
-    if not config.has_slide_encoder:
-        raise ModelError(f"{loaded.name} has no slide encoder, so it cannot read slides; give it a slide-token "
-                         ".pt file, or convert with --slide-encoder prov-gigapath.")
-    from modeling.slide.features import extract_slide_features
-    from modeling.tile_encoders import load_tile_encoder
-
-    encoder = load_tile_encoder(config.tile_encoder, revision=config.tile_encoder_revision, device=device)
-    state = "trained" if encoder.trained else "UNTRAINED: random weights"
-    print(f"Tile encoder: {encoder.name} ({state}); extracting features of {path} ...", file=sys.stderr)
+    """The model inputs for INPUT (`modeling.model_inputs.slide_model_inputs`), with progress on stderr."""
+    from modeling.model_inputs import is_slide_input_file, slide_model_inputs
 
     def progress(fraction: float, message: str) -> None:
         print(f"\r  {fraction:5.0%} {message}"[:100], end="", file=sys.stderr, flush=True)
 
-    extracted = extract_slide_features(path, encoder, batch_size=batch_size, progress=progress, device=device,
-                                       num_workers=num_workers)
-    print(file=sys.stderr)
-    return from_extracted(extracted, str(path))
+    inputs = slide_model_inputs(path, loaded, device=device, batch_size=batch_size, num_workers=num_workers,
+                                progress=progress, announce=lambda message: print(message, file=sys.stderr))
+    if not is_slide_input_file(path):
+        print(file=sys.stderr)                 # end the progress line
+    return inputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,23 +68,35 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from modeling.checkpoints import default_device, load_model
-        from modeling.inference import GenerationSettings, stream_answer
-        from modeling.slide_inputs import check_compatible, use_slide_token_source
+        from modeling.generation_settings import settings_from_args
+        from modeling.inference import SlideChatSession
+        from modeling.slide_inputs import use_slide_token_source
 
-        settings = GenerationSettings(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                                      no_repeat_ngram_size=args.no_repeat_ngram_size, seed=args.seed)
+        settings = settings_from_args(args)
         device = args.device or default_device()
-        loaded = load_model(args.model, load_4bit=args.load_4bit, device=device, revision=args.revision)
+        loaded = load_model(args.model, load_4bit=args.load_4bit, device=device, revision=args.revision,
+                            dtype=args.dtype)
         print(loaded.banner(), flush=True)
         inputs = slide_inputs_for(Path(args.input), loaded, device, args.feature_batch_size, args.num_workers)
         token_source = use_slide_token_source(loaded.model, inputs, args.slide_token_source)
-        check_compatible(inputs, loaded.model.config)
+        session = SlideChatSession(loaded.model, loaded.processor, inputs, settings)   # checks the inputs
         print(f"Input: {inputs.describe()}; slide tokens: {token_source}", flush=True)
         print(f"Q: {args.question}\nA: ", end="", flush=True)
-        for piece in stream_answer(loaded.model, loaded.processor, inputs, args.question, settings=settings):
-            print(piece, end="", flush=True)
-        print(flush=True)
+        if settings.trim_answer:            # the trimmed answer is only known at the end
+            print(session.ask(args.question), flush=True)
+        else:
+            for piece in session.stream(args.question):
+                print(piece, end="", flush=True)
+            print(flush=True)
+        print(f"[{_settings_line(session, settings)}]", file=sys.stderr)
     except (ModelError, SlideError) as exc:
         print(f"wsi-llava ask: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _settings_line(session, settings) -> str:
+    values = settings.record(conversation_template=session.template_name(settings))
+    shown = ("profile", "conversation_template", "do_sample", "temperature", "max_new_tokens", "no_repeat_ngram_size",
+             "repetition_penalty", "seed")
+    return "generation: " + ", ".join(f"{key}={values[key]}" for key in shown)

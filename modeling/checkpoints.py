@@ -6,8 +6,10 @@ What can be loaded is explicit:
 - `CHECKPOINT_FORMATS`: a folder or Hub repo is recognised by its config.json `model_type`; "wsi_llava"
   loads, LLaVA-layout types ("llava_llama", "llava") get the conversion command, anything else an error.
 
-`load_model(..., load_4bit=True)` quantises the language model only (bitsandbytes nf4, double
-quantisation, bf16 compute where supported); the slide encoder, projector and lm_head stay 16/32-bit.
+The model runs in float16 on CUDA by default, as the official inference (`model_vqa.py`), and in float32
+on the CPU (`dtype="bfloat16"` etc. to choose). `load_model(..., load_4bit=True)` quantises the language
+model only (bitsandbytes nf4, double quantisation, bf16 compute where supported); the slide encoder,
+projector and lm_head stay 16/32-bit.
 Every `LoadedModel` carries its display name and whether its weights are trained (`banner()`).
 
     loaded = load_model("path/to/checkpoint", load_4bit=True)
@@ -77,6 +79,18 @@ def bnb_4bit_config(device: str):
                               bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=KEEP_UNQUANTIZED)
 
 
+def torch_dtype(dtype, device: str):
+    """None / a name of `INFERENCE_DTYPES` / a torch dtype -> the torch dtype; None and "auto" are the
+    official float16 on CUDA, float32 on CPU."""
+    import torch
+
+    from modeling.generation_settings import resolve_dtype_name
+
+    if dtype is None or isinstance(dtype, str):
+        return getattr(torch, resolve_dtype_name(dtype or "auto", device))
+    return dtype
+
+
 def default_device() -> str:
     import torch
 
@@ -104,7 +118,8 @@ def read_checkpoint_config(source: str, revision: str | None = None) -> tuple[di
 
 def load_model(source: str, *, load_4bit: bool = False, device: str | None = None, dtype=None,
                revision: str | None = None) -> LoadedModel:
-    """Load a known name, a local checkpoint folder or a Hub id; see the module docstring."""
+    """Load a known name, a local checkpoint folder or a Hub id; see the module docstring. `dtype`: None or
+    "auto" (float16 on CUDA as the official inference, float32 on CPU), a name ("bfloat16") or a torch dtype."""
     device = device or default_device()
     known = KNOWN_CHECKPOINTS.get(source)
     if known is not None and known.kind == "demo":
@@ -134,8 +149,7 @@ def _load_wsi_llava(source: str, load_4bit: bool, device: str, dtype, revision: 
     from modeling.modeling_wsi_llava import WsiLlavaForConditionalGeneration
     from modeling.processing_wsi_llava import WsiLlavaProcessor
 
-    if dtype is None:
-        dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    dtype = torch_dtype(dtype, device)
     kwargs: dict = {"dtype": dtype, "revision": revision, "device_map": {"": device}}
     if load_4bit:
         kwargs["quantization_config"] = bnb_4bit_config(device)
@@ -158,7 +172,7 @@ def _load_demo(load_4bit: bool, device: str, dtype) -> LoadedModel:
     from modeling.demo_model import build_demo, build_demo_checkpoint
 
     name = f"{DEMO_MODEL_NAME} (built in)"
-    if not load_4bit and dtype is None and device == "cpu":
+    if not load_4bit and dtype in (None, "auto", "float32") and device == "cpu":
         model, processor = build_demo()
         return LoadedModel(model, processor, name, False)
     with tempfile.TemporaryDirectory() as tmp:   # quantisation and dtype go through from_pretrained

@@ -1,12 +1,13 @@
 """Conversation templates as WSI-LLaVA (LLaVA-1.5) used them, with the character spans of the answers.
 
-WSI-LLaVA trains with `--version v1`, i.e. LLaVA's `conv_vicuna_v1` (separator style TWO):
+WSI-LLaVA trains with `--version v1`, i.e. LLaVA's `conv_vicuna_v1` (separator style TWO,
+`TRAINING_TEMPLATE`):
 
     "{system} USER: <image>\\n{question} ASSISTANT: {answer}</s>USER: {question 2} ASSISTANT: {answer 2}</s>"
 
 A prompt for generation ends with "ASSISTANT:" (no trailing space). The official WSI-Bench evaluation
-script runs with `--conv-mode llava_v1`, the same layout with a different system prompt ("curious
-human"); both are registered. `render` returns the text and, for every assistant message, the span
+script runs with `--conv-mode llava_v1` (`INFERENCE_TEMPLATE`), the same layout with a different system
+prompt ("curious human"); both are registered. `render` returns the text and, for every assistant message, the span
 from the space after "ASSISTANT:" through its closing "</s>": exactly the characters LLaVA's
 `preprocess_v1` trains on (everything else gets label -100).
 
@@ -68,6 +69,8 @@ LLAVA_V1 = ConversationTemplate(
 )
 
 TEMPLATES: dict[str, ConversationTemplate] = {t.name: t for t in (VICUNA_V1, LLAVA_V1)}
+TRAINING_TEMPLATE = VICUNA_V1.name      # finetune_lora.sh: --version v1
+INFERENCE_TEMPLATE = LLAVA_V1.name      # scripts/wsi-vqa.sh: --conv-mode llava_v1
 
 
 def get_template(name: str) -> ConversationTemplate:

@@ -3,8 +3,16 @@
 SRC is a local folder or a Hub id (`Lucas-yuc/wsi-llava-v1.5-7b-e1`, `Lucas-yuc/WSI-LLaVA-7b`), either a
 full checkpoint or a LoRA one (adapter + `non_lora_trainables.bin`, merged onto `--base`, by default the
 adapter's `base_model_name_or_path`). DST receives safetensors weights, config.json (model_type
-"wsi_llava"), generation_config.json and the processor (tokenizer with `<image>` + Vicuna v1 template);
-it is written under a temporary name and renamed when complete.
+"wsi_llava"), generation_config.json and the processor (tokenizer with `<image>`; templates vicuna_v1 for
+training and llava_v1 for generation, as WSI-LLaVA used them); it is written under a temporary name and
+renamed when complete.
+
+The tokenizer is what the official loader reads (`use_fast=False`: tokenizer.model + tokenizer_config.json;
+a LoRA checkpoint's comes from its base, as in `builder.py`): BOS added unless the config says otherwise,
+`legacy` True when unset (transformers 4.37.2). The conversion tokenizes sample prompts with the converted
+processor and with the official slow tokenizer restated over sentencepiece
+(`modeling.tokenizer_parity`), before and after saving, and refuses to finish when the ids differ.
+LoRA merges are stored in the checkpoint's dtype, as the release merges them (float16: fp16(W + B A s)).
 
 The result takes WSI-LLaVA's released 576 x 1024 slide tokens as they are. It has no slide encoder
 unless `--slide-encoder prov-gigapath` attaches Prov-GigaPath's (gated, HF_TOKEN; or a local
@@ -54,23 +62,102 @@ def _snapshot_patterns(repo_id: str, revision: str | None) -> list[str]:
     return _SNAPSHOT_PATTERNS + (["*.safetensors"] if has_safetensors else ["pytorch_model*.bin"])
 
 
+# Bases WSI-LLaVA-style LoRA adapters name by a training-time folder (finetune_lora.sh:
+# --model_name_or_path ./LLaVA-main/llava-v1.5-7b/) -> the Hub id holding that base.
+KNOWN_BASES = {"llava-v1.5-7b": "liuhaotian/llava-v1.5-7b", "llava-v1.5-13b": "liuhaotian/llava-v1.5-13b",
+               "vicuna-7b-v1.5": "lmsys/vicuna-7b-v1.5", "vicuna-13b-v1.5": "lmsys/vicuna-13b-v1.5"}
+WSI_LLAVA_BASE = KNOWN_BASES["llava-v1.5-7b"]
+
+
+def _lora_base(src: str, src_folder: Path, base: str | None) -> str:
+    """--base, else the adapter's base_model_name_or_path; a training-time folder that is not here is an
+    error naming it and the --base to pass."""
+    from common.hub import looks_like_hub_id
+    from modeling.llava_layout import read_json
+
+    if base:
+        return base
+    configured = read_json(src_folder / "adapter_config.json").get("base_model_name_or_path")
+    if not configured:
+        raise ModelError(f"{src} is a LoRA checkpoint without base_model_name_or_path; pass --base "
+                         f"(WSI-LLaVA was trained on {WSI_LLAVA_BASE}).")
+    if Path(configured).expanduser().is_dir() or looks_like_hub_id(configured):
+        return configured
+    name = Path(str(configured).rstrip("/")).name
+    suggestion = KNOWN_BASES.get(name.lower(), WSI_LLAVA_BASE)
+    known = f"{name!r} is {suggestion} on the Hub" if name.lower() in KNOWN_BASES else \
+        f"WSI-LLaVA was trained on {WSI_LLAVA_BASE}; use the base named {name!r} if it differs"
+    raise ModelError(f"{src}: adapter_config.json names the base model {configured!r}, a folder on the machine the "
+                     f"adapter was trained on, which does not exist here. Pass the base explicitly: --base "
+                     f"{suggestion} (a Hub id or a local copy; {known}).")
+
+
 def _tokenizer_folder(src: Path, base: Path | None) -> Path:
+    """Where the official loader reads the tokenizer: the base of a LoRA checkpoint (builder.py), else the
+    checkpoint itself; the other one when that has none."""
     from modeling.llava_layout import TOKENIZER_FILES
 
-    for folder in (src, base):
-        if folder is not None and any((folder / name).is_file() for name in TOKENIZER_FILES[:2]):
+    for folder in ((base, src) if base is not None else (src,)):
+        if any((folder / name).is_file() for name in TOKENIZER_FILES[:2]):
             return folder
     raise ModelError(f"{src}: no tokenizer (tokenizer.model or tokenizer.json) here or in the base checkpoint.")
 
 
-def _llava_tokenizer_legacy(folder: Path) -> bool:
-    """The LLaMA tokenizer's `legacy` as LLaVA's transformers 4.x read it: the tokenizer_config.json value,
-    True when unset (transformers 5 defaults to False, which tokenizes text after "</s>" differently)."""
+def _tokenizer_settings(folder: Path) -> dict:
+    """add_bos_token / add_eos_token / legacy as the official slow LlamaTokenizer (transformers 4.37.2) reads
+    tokenizer_config.json: BOS True, EOS False and legacy True when unset (transformers 5 defaults differ:
+    no BOS without the key, legacy False)."""
     from modeling.llava_layout import read_json
 
     config_file = folder / "tokenizer_config.json"
-    value = read_json(config_file).get("legacy") if config_file.is_file() else None
-    return True if value is None else bool(value)
+    config = read_json(config_file) if config_file.is_file() else {}
+    legacy = config.get("legacy")
+    return {"add_bos_token": bool(config.get("add_bos_token", True)),
+            "add_eos_token": bool(config.get("add_eos_token", False)),
+            "legacy": True if legacy is None else bool(legacy)}
+
+
+def load_llava_tokenizer(folder: Path, notes: list[str]):
+    """The tokenizer as the official loader builds it (see `_tokenizer_settings`): from tokenizer.model when
+    present (tokenizer.json is ignored, as `use_fast=False` ignores it), else from tokenizer.json."""
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    from modeling.llava_layout import TOKENIZER_FILES
+
+    settings = _tokenizer_settings(folder)
+    notes.append(f"tokenizer from {folder}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    if not (folder / "tokenizer.model").is_file():
+        notes.append(f"{folder} has no tokenizer.model: tokenizer.json used, not checked against sentencepiece")
+        return AutoTokenizer.from_pretrained(str(folder), **settings)
+    with tempfile.TemporaryDirectory() as staging:       # everything the slow tokenizer reads, no tokenizer.json
+        for name in TOKENIZER_FILES:
+            if name != "tokenizer.json" and (folder / name).is_file():
+                shutil.copyfile(folder / name, Path(staging) / name)
+        if (folder / "tokenizer.json").is_file():
+            notes.append("tokenizer.json ignored: the official loader reads tokenizer.model (use_fast=False)")
+        return LlamaTokenizer.from_pretrained(staging, **settings)
+
+
+def check_tokenizer(processor, folder: Path) -> None:
+    """Refuse (ModelError naming the file and the first difference) unless `processor` gives the official ids."""
+    from modeling.tokenizer_parity import SlowLlamaReference, check_processor_parity
+
+    if (folder / "tokenizer.model").is_file():
+        check_processor_parity(processor, SlowLlamaReference.from_folder(folder), where=str(folder / "tokenizer.model"))
+
+
+def converted_processor(tokenizer_folder: Path, notes: list[str]):
+    """The processor DST gets: the official tokenizer + `<image>`, vicuna_v1 for training, llava_v1 for
+    generation; refused unless it tokenizes like the official code."""
+    from modeling.conversation import INFERENCE_TEMPLATE, TRAINING_TEMPLATE
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
+
+    tokenizer = load_llava_tokenizer(tokenizer_folder, notes)
+    WsiLlavaProcessor.add_image_token(tokenizer)
+    processor = WsiLlavaProcessor(tokenizer=tokenizer, num_slide_tokens=576, conversation_template=TRAINING_TEMPLATE,
+                                  generation_template=INFERENCE_TEMPLATE)
+    check_tokenizer(processor, tokenizer_folder)
+    return processor
 
 
 def _grow_vocabulary(state: dict, vocab_size: int) -> None:
@@ -93,17 +180,18 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
             trained: bool = True, overwrite: bool = False) -> list[str]:
     """Convert; returns notes on what was done. Raises ModelError on any problem (DST untouched)."""
     import torch
-    from transformers import AutoTokenizer
 
     from modeling.configuration_wsi_llava import WsiLlavaConfig
+    from modeling.conversation import INFERENCE_TEMPLATE, TRAINING_TEMPLATE
     from modeling.llava_layout import (
+        check_llava_config,
         llama_text_config,
         read_json,
         read_llava_checkpoint,
         to_wsi_llava_keys,
+        weight_files,
     )
     from modeling.modeling_wsi_llava import WsiLlavaForConditionalGeneration
-    from modeling.processing_wsi_llava import WsiLlavaProcessor
 
     dst = Path(dst)
     if slide_encoder_checkpoint is not None and slide_encoder is None:
@@ -113,21 +201,20 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
     src_folder = fetch_folder(src, revision)
     base_folder = None
     if (src_folder / "adapter_config.json").is_file():
-        base = base or read_json(src_folder / "adapter_config.json").get("base_model_name_or_path")
-        if not base:
-            raise ModelError(f"{src} is a LoRA checkpoint without base_model_name_or_path; pass --base.")
-        base_folder = fetch_folder(base, base_revision)
-    llava_config, llava_state, notes = read_llava_checkpoint(src_folder, base_folder)
-    state = to_wsi_llava_keys(llava_state, src)
-
+        base_folder = fetch_folder(_lora_base(src, src_folder, base), base_revision)
+    check_llava_config(read_json(src_folder / "config.json"), str(src_folder))
+    weight_files(base_folder or src_folder)               # layout errors first, before the tokenizer's
+    tokenizer_notes: list[str] = []
     tokenizer_folder = _tokenizer_folder(src_folder, base_folder)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
-    legacy = _llava_tokenizer_legacy(tokenizer_folder)
-    if isinstance(getattr(tokenizer, "legacy", None), bool) and tokenizer.legacy != legacy:
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder), legacy=legacy)
-        notes.append(f"tokenizer: legacy={legacy} (unset in {tokenizer_folder.name}/tokenizer_config.json: "
-                     "transformers 4.x, which LLaVA ran, treats that as legacy=True)")
-    image_token_index = WsiLlavaProcessor.add_image_token(tokenizer)
+    processor = converted_processor(tokenizer_folder, tokenizer_notes)     # checked before reading the weights
+    image_token_index = processor.image_token_id
+
+    llava_config, llava_state, notes = read_llava_checkpoint(src_folder, base_folder)
+    notes += tokenizer_notes
+    if llava_config.get("mm_use_im_patch_token", True):
+        notes.append("config.json has mm_use_im_patch_token true or unset: the official loader would add an "
+                     "<im_patch> token with a randomly initialised row; not reproduced")
+    state = to_wsi_llava_keys(llava_state, src)
     text_config = llama_text_config(llava_config)
     text_config["vocab_size"] = max(int(text_config["vocab_size"]), image_token_index + 1)
     _grow_vocabulary(state, text_config["vocab_size"])
@@ -159,22 +246,30 @@ def convert(src: str, dst: str | Path, base: str | None = None, revision: str | 
         raise ModelError(f"{src}: weights do not fit the converted architecture; missing {missing[:8]}, "
                          f"unexpected {unexpected[:8]}.")
     model.load_state_dict(state, strict=True, assign=True)
+    _write(model, processor, dst, tokenizer_folder)
+    notes.append(f"wrote {dst} (model_type wsi_llava, vocab {text_config['vocab_size']}, `<image>` id "
+                 f"{image_token_index}, slide tokens 576 x {config.slide_token_dim}, templates "
+                 f"{TRAINING_TEMPLATE} (training) / {INFERENCE_TEMPLATE} (generation), "
+                 f"{'with' if slide_encoder else 'no'} slide encoder)")
+    return notes
+
+
+def _write(model, processor, dst: Path, tokenizer_folder: Path) -> None:
+    """Save under a temporary name, check the saved processor's ids once more, then rename to `dst`."""
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     try:
         model.save_pretrained(tmp)
-        WsiLlavaProcessor(tokenizer=tokenizer, num_slide_tokens=config.num_slide_tokens).save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        check_tokenizer(WsiLlavaProcessor.from_pretrained(tmp), tokenizer_folder)   # what DST will give
         if dst.exists():
             shutil.rmtree(dst)
         tmp.rename(dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    notes.append(f"wrote {dst} (model_type wsi_llava, vocab {text_config['vocab_size']}, `<image>` id "
-                 f"{image_token_index}, slide tokens 576 x {config.slide_token_dim}, "
-                 f"{'with' if slide_encoder else 'no'} slide encoder)")
-    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="LLaVA-layout checkpoint: a folder or a Hub id")
     parser.add_argument("dst", help="output folder (must not exist unless --overwrite)")
-    parser.add_argument("--base", help="base checkpoint of a LoRA SRC (default: the adapter's base_model_name_or_path)")
+    parser.add_argument("--base", help="base checkpoint of a LoRA SRC (default: the adapter's base_model_name_or_path; "
+                        "WSI-LLaVA's is liuhaotian/llava-v1.5-7b)")
     parser.add_argument("--revision", help="Hub revision of SRC")
     parser.add_argument("--base-revision", help="Hub revision of --base")
     parser.add_argument("--slide-encoder", choices=SLIDE_ENCODERS, help="attach this slide encoder's weights")

@@ -37,10 +37,14 @@ _CORPUS = [
 ]
 
 
-def train_tokenizer(out_dir: str | Path, vocab_size: int = 512, corpus: list[str] | None = None):
+def train_tokenizer(out_dir: str | Path, vocab_size: int = 512, corpus: list[str] | None = None,
+                    remove_extra_whitespaces: bool = False):
     """Train a BPE sentencepiece model into `out_dir/tokenizer.model`; return it as a LlamaTokenizer.
 
-    Settings follow LLaMA's: byte fallback, identity normalisation, <unk>=0, <s>=1, </s>=2, BOS added.
+    Settings follow LLaMA's tokenizer.model: BPE, byte fallback, split digits, identity normalisation with
+    the dummy prefix and WITHOUT removing extra whitespace (so "USER: " keeps its trailing "▁", as LLaMA's
+    ids before the image do), whitespace-only pieces allowed, <unk>=0, <s>=1, </s>=2, BOS added.
+    `remove_extra_whitespaces=True` (sentencepiece's own default, not LLaMA's) exists for tests.
     """
     import sentencepiece as spm
     from transformers import LlamaTokenizer
@@ -51,6 +55,7 @@ def train_tokenizer(out_dir: str | Path, vocab_size: int = 512, corpus: list[str
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter((corpus or _CORPUS) * 8), model_writer=model, vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, normalization_rule_name="identity", character_coverage=1.0,
+        remove_extra_whitespaces=remove_extra_whitespaces, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
         split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False,
         num_threads=1, minloglevel=2)
     (out_dir / "tokenizer.model").write_bytes(model.getvalue())

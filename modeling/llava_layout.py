@@ -68,8 +68,9 @@ def llama_text_config(config: dict) -> dict:
     return text
 
 
-def load_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """All model weights of a folder: *.safetensors if present, else pytorch_model*.bin (adapters excluded)."""
+def weight_files(folder: Path) -> list[Path]:
+    """The model weight files of a folder: *.safetensors if present, else pytorch_model*.bin (adapters
+    excluded); ModelError naming what the folder holds instead."""
     safetensors = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("adapter_"))
     bins = sorted(p for p in folder.glob("pytorch_model*.bin"))
     if not safetensors and not bins and (folder / "mm_projector.bin").is_file():
@@ -78,8 +79,13 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
                          "with non_lora_trainables.bin) instead.")
     if not safetensors and not bins:
         raise ModelError(f"{folder}: no model weights (*.safetensors or pytorch_model*.bin).")
+    return safetensors or bins
+
+
+def load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """All model weights of a folder (see `weight_files`)."""
     state: dict[str, torch.Tensor] = {}
-    for path in safetensors or bins:
+    for path in weight_files(folder):
         state.update(_load_file(path))
     return state
 
@@ -102,7 +108,11 @@ def _load_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def merge_lora(state: dict[str, torch.Tensor], adapter_folder: Path) -> int:
-    """Merge a peft LoRA adapter into `state` (LLaVA key space) in place: W += scale * B @ A. Returns #merged."""
+    """Merge a peft LoRA adapter into `state` (LLaVA key space) in place: W += scale * B @ A. Returns #merged.
+
+    The delta is computed in float32 and the sum stored in W's dtype, which is what the release computes:
+    builder.py loads the base in float16, peft keeps the adapter in float32 and `merge_and_unload` adds the
+    float32 delta into the float16 weight, so the merged weights are fp16(W + scale * B @ A)."""
     config = read_json(adapter_folder / "adapter_config.json")
     where = adapter_folder / "adapter_config.json"
     unsupported = {key: config.get(key) for key in ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save")

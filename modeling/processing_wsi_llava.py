@@ -8,6 +8,10 @@ ids in `input_ids` (the model scatters the projected slide tokens into them):
   labels are -100 everywhere except the assistant answers (each with its closing "</s>").
 - `processor.encode_prompt(question, history)` -> a generation prompt ending in "ASSISTANT:".
 
+Two templates, as WSI-LLaVA used them: `conversation_template` for training conversations (vicuna_v1,
+`finetune_lora.sh --version v1`) and `generation_template` for generation prompts (llava_v1,
+`wsi-vqa.sh --conv-mode llava_v1`); both are saved with the processor.
+
 Text is tokenized in chunks around `<image>` exactly like LLaVA's `tokenizer_image_token` (each chunk
 on its own, BOS kept only on the first), so token ids match the original code. It saves and loads
 beside the model (`save_pretrained` / `AutoProcessor.from_pretrained`).
@@ -23,7 +27,13 @@ from typing import Sequence
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
-from modeling.conversation import IMAGE_PLACEHOLDER, get_template, messages_from_turns
+from modeling.conversation import (
+    IMAGE_PLACEHOLDER,
+    INFERENCE_TEMPLATE,
+    TRAINING_TEMPLATE,
+    get_template,
+    messages_from_turns,
+)
 from modeling.errors import ModelError
 
 IGNORE_INDEX = -100
@@ -31,17 +41,24 @@ IGNORE_INDEX = -100
 
 class WsiLlavaProcessor(ProcessorMixin):
     """Args: tokenizer (with `image_token` in its vocabulary, see `add_image_token`), num_slide_tokens
-    (placeholders per slide, 576), image_token ("<image>"), conversation_template (a key of
-    `modeling.conversation.TEMPLATES`, "vicuna_v1")."""
+    (placeholders per slide, 576), image_token ("<image>"), conversation_template (training conversations;
+    a key of `modeling.conversation.TEMPLATES`, "vicuna_v1"), generation_template (generation prompts,
+    "llava_v1")."""
 
     def __init__(self, tokenizer=None, num_slide_tokens: int = 576, image_token: str = IMAGE_PLACEHOLDER,
-                 conversation_template: str = "vicuna_v1", chat_template=None, **kwargs):
+                 conversation_template: str = TRAINING_TEMPLATE, generation_template: str = INFERENCE_TEMPLATE,
+                 chat_template=None, **kwargs):
         if not isinstance(num_slide_tokens, int) or num_slide_tokens <= 0:
             raise ModelError(f"WsiLlavaProcessor.num_slide_tokens must be a positive integer, got {num_slide_tokens!r}")
         self.num_slide_tokens = num_slide_tokens
         self.image_token = image_token
+        try:
+            self.template = get_template(conversation_template)
+            get_template(generation_template)
+        except ValueError as exc:
+            raise ModelError(f"WsiLlavaProcessor: {exc}") from exc
         self.conversation_template = conversation_template
-        self.template = get_template(conversation_template)
+        self.generation_template = generation_template
         super().__init__(tokenizer, chat_template=chat_template)
         if image_token not in tokenizer.get_vocab():
             raise ModelError(f"The tokenizer has no {image_token!r} token; call "
@@ -127,12 +144,14 @@ class WsiLlavaProcessor(ProcessorMixin):
             ids, labels = ids[:max_length], labels[:max_length]
         return {"input_ids": ids, "labels": labels}
 
-    def build_prompt(self, question: str, history: Sequence[tuple[str, str]] = (), with_slide: bool = True) -> str:
+    def build_prompt(self, question: str, history: Sequence[tuple[str, str]] = (), with_slide: bool = True,
+                     template: str | None = None) -> str:
         """The generation prompt: earlier (question, answer) turns, then `question`, ending "ASSISTANT:".
 
-        With `with_slide`, the first question carries the slide placeholder: "<image>\\n" + the question as
-        it is (unstripped), as WSI-LLaVA's `model_vqa.py` and LLaVA's `serve/cli.py` build it. A question
-        that holds `<image>` itself is normalised like training data (`normalize_image_placeholder`).
+        `template` defaults to `generation_template` (llava_v1, as `wsi-vqa.sh`). With `with_slide`, the first
+        question carries the slide placeholder: "<image>\\n" + the question as it is (unstripped), as
+        WSI-LLaVA's `model_vqa.py` and LLaVA's `serve/cli.py` build it. A question that holds `<image>`
+        itself is normalised like training data (`normalize_image_placeholder`).
         """
         questions = [q for q, _ in history] + [question]
         verbatim_first = with_slide and self.image_token not in questions[0]
@@ -149,12 +168,16 @@ class WsiLlavaProcessor(ProcessorMixin):
             raise ModelError(f"Cannot build prompt: {exc}") from exc
         if verbatim_first:
             messages[0] = questions[0]
-        return self.template.render(messages + [None])[0]
+        try:
+            chosen = get_template(template or self.generation_template)
+        except ValueError as exc:
+            raise ModelError(f"Cannot build prompt: {exc}") from exc
+        return chosen.render(messages + [None])[0]
 
     def encode_prompt(self, question: str, history: Sequence[tuple[str, str]] = (),
-                      with_slide: bool = True) -> BatchFeature:
+                      with_slide: bool = True, template: str | None = None) -> BatchFeature:
         """`build_prompt` tokenized: input_ids / attention_mask of shape [1, L]."""
-        ids, _ = self.tokenize(self.build_prompt(question, history, with_slide))
+        ids, _ = self.tokenize(self.build_prompt(question, history, with_slide, template))
         return BatchFeature({"input_ids": torch.tensor([ids]),
                              "attention_mask": torch.ones(1, len(ids), dtype=torch.long)})
 
@@ -183,8 +206,17 @@ class WsiLlavaProcessor(ProcessorMixin):
         return self.collate([self.encode_conversation(c, max_length) for c in conversations])
 
     def decode_answer(self, token_ids) -> str:
-        """Generated ids (answer only) -> text, special tokens removed, stripped like LLaVA's eval."""
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+        """Generated ids (answer only) -> text, special tokens removed, stripped like LLaVA's eval
+        (`batch_decode(..., skip_special_tokens=True)[0].strip()`). A LLaMA tokenizer decodes as the official
+        slow (sentencepiece) one does, which differs from the fast one on invalid UTF-8 byte pieces."""
+        from transformers import LlamaTokenizer
+
+        if not isinstance(self.tokenizer, LlamaTokenizer):
+            return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+        from modeling.tokenizer_parity import sentencepiece_text
+
+        ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
+        return sentencepiece_text(self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=True)).strip()
 
 
 __all__ = ["WsiLlavaProcessor", "IGNORE_INDEX"]

@@ -20,6 +20,8 @@ from typing import Callable, Mapping
 
 from evaluation.judge_types import JUDGE_NAMES
 from llm.client import LLMSettings
+from modeling.conversation import INFERENCE_TEMPLATE, TEMPLATES
+from modeling.generation_settings import DEFAULT_PROFILE, OFFICIAL, PROFILES, GenerationSettings
 from ui.qa.model_manager import LOAD_4BIT_POLICIES
 from ui.qa.upload_sandbox import DEFAULT_MAX_UPLOAD_MB, new_upload_root
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -59,6 +61,22 @@ def _positive(kind: type) -> Callable[[str], float | int]:
             raise ValueError("must be positive")
         return value
     return parse
+
+
+def _from_profile(kind: type) -> Callable[[str], float | int | None]:
+    """"profile" -> None (the generation profile's value, filled in by AppConfig), else a value >= 0."""
+    def parse(text: str):
+        if text.strip() == "profile":
+            return None
+        value = kind(text)
+        if value < 0:
+            raise ValueError("must be >= 0 (or 'profile')")
+        return value
+    return parse
+
+
+def _template(text: str) -> str | None:
+    return None if not text.strip() else _choice(tuple(sorted(TEMPLATES)))(text.strip())
 
 
 def _workers(text: str) -> int | None:
@@ -125,10 +143,20 @@ SETTINGS: tuple[Setting, ...] = (
             "tile-reading worker processes for feature extraction (auto: the slide pipeline's default)"),
     Setting("tile_batch_size", "WSI_LLAVA_TILE_BATCH_SIZE", "--tile-batch-size", "64", _positive(int),
             "tiles per tile-encoder batch"),
-    Setting("max_new_tokens", "WSI_LLAVA_MAX_NEW_TOKENS", "--max-new-tokens", "1024", _positive(int),
-            "default answer length limit (tokens; the official setting is 1024); adjustable in the tab"),
-    Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "0.2", float,
-            "default sampling temperature (0 = greedy; the official setting is 0.2)"),
+    Setting("generation_profile", "WSI_LLAVA_GENERATION_PROFILE", "--generation-profile", DEFAULT_PROFILE,
+            _choice(tuple(PROFILES)),
+            "named generation settings: official (the WSI-LLaVA release's model_vqa.py + wsi-vqa.sh), greedy "
+            "(official at temperature 0), fork-8714afc (the fork's later repetition penalty 1.1, stop words, "
+            "answer trimming)"),
+    Setting("conv_template", "WSI_LLAVA_CONV_TEMPLATE", "--conv-template", "", _template,
+            f"prompt template of questions: {', '.join(sorted(TEMPLATES))} (empty: the checkpoint's, "
+            f"{INFERENCE_TEMPLATE} as the official inference; vicuna_v1 is the training template)"),
+    Setting("max_new_tokens", "WSI_LLAVA_MAX_NEW_TOKENS", "--max-new-tokens", "profile", _from_profile(int),
+            f"default answer length limit in tokens (profile: the generation profile's; official "
+            f"{OFFICIAL.max_new_tokens}); adjustable in the tab"),
+    Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "profile", _from_profile(float),
+            f"default sampling temperature, 0 = greedy (profile: the generation profile's; official "
+            f"{OFFICIAL.temperature:g}); adjustable in the tab"),
     Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_NAMES),
             "live WSI-Precision/Relevance judge: offline (approximate, no network) or openai"),
     Setting("judge_model", "WSI_LLAVA_JUDGE_MODEL", "--judge-model", "", _optional,
@@ -181,8 +209,10 @@ class AppConfig:
     session_ttl_min: float = _default("session_ttl_min")
     tile_workers: int | None = _default("tile_workers")
     tile_batch_size: int = _default("tile_batch_size")
-    max_new_tokens: int = _default("max_new_tokens")
-    temperature: float = _default("temperature")
+    generation_profile: str = _default("generation_profile")
+    conv_template: str | None = _default("conv_template")
+    max_new_tokens: int | None = _default("max_new_tokens")      # None: the profile's (set in __post_init__)
+    temperature: float | None = _default("temperature")         # None: the profile's (set in __post_init__)
     judge: str = _default("judge")
     judge_model: str | None = _default("judge_model")
     judge_base_url: str = _default("judge_base_url")
@@ -203,11 +233,30 @@ class AppConfig:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.judge_api_key_env):
             raise AppConfigError("--judge-api-key-env / WSI_LLAVA_JUDGE_API_KEY_ENV must be the NAME of an "
                                  "environment variable (e.g. OPENAI_API_KEY), not a key.")
+        if self.generation_profile not in PROFILES:
+            raise AppConfigError(f"--generation-profile / WSI_LLAVA_GENERATION_PROFILE: choose one of "
+                                 f"{', '.join(PROFILES)}.")
+        profile = PROFILES[self.generation_profile]
+        for name in ("max_new_tokens", "temperature"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(profile, name))
         if self.temperature < 0:
             raise AppConfigError("--temperature / WSI_LLAVA_TEMPERATURE must be >= 0.")
+        if self.max_new_tokens < 1:
+            raise AppConfigError("--max-new-tokens / WSI_LLAVA_MAX_NEW_TOKENS must be positive.")
         for root in self.allowed_roots:
             if not root.is_dir():
                 raise AppConfigError(f"--allowed-roots / WSI_LLAVA_ALLOWED_ROOTS: {root} is not a folder.")
+
+    def generation_settings(self, temperature: float | None = None, max_new_tokens: int | None = None,
+                            conversation_template: str | None = None) -> GenerationSettings:
+        """The app's generation settings: the configured profile, with the tab's values (None: the
+        configured default) on top. ModelError (modeling) on an invalid value."""
+        return GenerationSettings.from_profile(
+            self.generation_profile,
+            temperature=self.temperature if temperature is None else float(temperature),
+            max_new_tokens=self.max_new_tokens if max_new_tokens is None else int(max_new_tokens),
+            conversation_template=conversation_template or self.conv_template)
 
     @property
     def max_upload_bytes(self) -> int:

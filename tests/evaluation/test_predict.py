@@ -37,7 +37,16 @@ def test_predict_writes_rows_reports_missing_inputs_and_resumes(tmp_path, capsys
     assert len(rows) == 6 and len({(r["task"], r["question_id"]) for r in rows}) == 6
     assert set(rows[0]) >= {"question_id", "image", "task", "capability", "question", "reference", "prediction",
                             "model", "settings"}
-    assert rows[0]["model"] == "tiny-test-model" and rows[0]["settings"]["temperature"] == 0.0
+    assert rows[0]["model"] == "tiny-test-model"
+    # every row records the official defaults it ran with: llava_v1 prompt, sampling at 0.2, the seed, the dtype
+    settings = rows[0]["settings"]
+    assert {k: settings[k] for k in ("profile", "conversation_template", "do_sample", "temperature", "top_p",
+                                     "num_beams", "no_repeat_ngram_size", "max_new_tokens", "repetition_penalty",
+                                     "seed", "dtype", "quantization")} == {
+        "profile": "official", "conversation_template": "llava_v1", "do_sample": True, "temperature": 0.2,
+        "top_p": None, "num_beams": 1, "no_repeat_ngram_size": 3, "max_new_tokens": 3, "repetition_penalty": None,
+        "seed": 0, "dtype": "float32", "quantization": None}
+    assert all(row["settings"] == settings for row in rows)
     # another generation setting into the same file is refused
     assert main(args + ["--temperature", "0.7"]) == 1
     assert "already holds predictions" in capsys.readouterr().err
@@ -57,3 +66,29 @@ def test_predict_errors_are_messages(tmp_path, capsys):
     assert main(["predict", "--model", "x", "--benchmark", str(bench), "--features-root", str(tmp_path / "none"),
                  "--out", str(tmp_path / "p.jsonl")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_predict_profile_template_and_seed_are_options_and_recorded(tmp_path, capsys):
+    """Sampling is seeded per answer: the same run twice gives the same answers."""
+    bench = write_benchmark(tmp_path / "bench")
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
+    features = tmp_path / "features"
+    (features / "TCGA-XX").mkdir(parents=True)
+    write_slide_tokens_pt(features / "TCGA-XX" / "S1.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
+                          dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    answers = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root",
+                     str(features), "--out", str(out), "--max-new-tokens", "4", "--device", "cpu",
+                     "--profile", "fork-8714afc", "--conv-template", "vicuna_v1", "--seed", "5"]) == 0
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        answers.append([row["prediction"] for row in rows])
+    settings = rows[0]["settings"]
+    assert (settings["profile"], settings["conversation_template"], settings["seed"]) == ("fork-8714afc", "vicuna_v1", 5)
+    assert settings["repetition_penalty"] == 1.1 and settings["trim_answer"] and "\nUSER:" in settings["stop_words"]
+    assert answers[0] == answers[1] and len(answers[0]) >= 2
+    capsys.readouterr()
+    assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
+                 "--out", str(tmp_path / "c.jsonl"), "--temperature", "-1"]) == 1
+    assert "temperature" in capsys.readouterr().err

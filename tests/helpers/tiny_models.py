@@ -9,6 +9,7 @@ Everything here is built in-process, offline, in well under a second:
     path = save_tiny_checkpoint(tmp_path / "ckpt")     # save_pretrained of model + processor
     write_features_h5(tmp_path / "s.h5", n_tiles=50)   # the slide pipeline's features h5 layout
     write_slide_tokens_pt(tmp_path / "s.pt")           # a released WSIBench-pt file (576 x 1024)
+    write_llava_tokenizer(tmp_path / "llava")          # tokenizer files as LLaVA-1.5 releases ship them
 
 Sizes are small where the architecture allows (`num_slide_tokens=8`, widths 16-64); the real
 576-token path is `modeling.demo_model` (the built-in `wsi-llava-tiny-random`), also offline.
@@ -17,6 +18,7 @@ All weights are random (`is_trained=False`).
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -132,3 +134,36 @@ def write_slide_tokens_pt(path: str | Path, num_tokens: int = 576, dim: int = 10
         tokens[:, padded_from:] = 0
     torch.save(tokens.unsqueeze(0) if batched else tokens, path)
     return Path(path)
+
+
+_SPM_MODELS: dict[bool, bytes] = {}
+
+
+def _token(content: str) -> dict:
+    return {"__type": "AddedToken", "content": content, "lstrip": False, "normalized": False, "rstrip": False,
+            "single_word": False}
+
+
+def write_llava_tokenizer(folder: str | Path, legacy: bool | None = True, add_bos_token: bool | None = True,
+                          remove_extra_whitespaces: bool = False) -> Path:
+    """tokenizer.model (the tiny LLaMA-like sentencepiece BPE) + tokenizer_config.json + special_tokens_map.json
+    as llava-v1.5-7b ships them for the slow LlamaTokenizer; `legacy` / `add_bos_token` None leave the key
+    out. No tokenizer.json, like the releases."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if remove_extra_whitespaces not in _SPM_MODELS:
+        with tempfile.TemporaryDirectory() as tmp:
+            train_tokenizer(tmp, remove_extra_whitespaces=remove_extra_whitespaces)
+            _SPM_MODELS[remove_extra_whitespaces] = (Path(tmp) / "tokenizer.model").read_bytes()
+    (folder / "tokenizer.model").write_bytes(_SPM_MODELS[remove_extra_whitespaces])
+    config = {"add_eos_token": False, "bos_token": _token("<s>"), "clean_up_tokenization_spaces": False,
+              "eos_token": _token("</s>"), "model_max_length": 2048, "pad_token": None, "padding_side": "right",
+              "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer", "unk_token": _token("<unk>")}
+    if legacy is not None:
+        config["legacy"] = legacy
+    if add_bos_token is not None:
+        config["add_bos_token"] = add_bos_token
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    special = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>", "unk_token": "<unk>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    return folder

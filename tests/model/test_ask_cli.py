@@ -18,6 +18,19 @@ def test_ask_on_released_slide_tokens_with_the_demo_model(tmp_path, capsys):
     assert out[2] == "Q: What is the histological type?" and out[3].startswith("A: ") and len(out[3]) > 3
 
 
+def test_ask_uses_and_reports_the_official_settings_and_takes_a_profile(tmp_path, capsys):
+    pt = write_slide_tokens_pt(tmp_path / "TCGA-XX.pt")
+    assert main([str(pt), "-q", "Grade?", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "profile=official, conversation_template=llava_v1, do_sample=True, temperature=0.2" in err
+    assert main([str(pt), "-q", "Grade?", *FAST, "--profile", "fork-8714afc", "--conv-template", "vicuna_v1"]) == 0
+    captured = capsys.readouterr()
+    assert "profile=fork-8714afc, conversation_template=vicuna_v1" in captured.err
+    assert "repetition_penalty=1.1" in captured.err and "\nA: " in captured.out
+    assert main([str(pt), "-q", "Grade?", "--temperature", "-1"]) == 1
+    assert "temperature must be >= 0" in capsys.readouterr().err
+
+
 def test_ask_on_a_features_h5_with_a_saved_checkpoint(tmp_path, capsys):
     checkpoint = save_tiny_checkpoint(tmp_path / "ckpt", tile_feature_dim=192)
     h5 = write_features_h5(tmp_path / "slide.h5", n_tiles=60, dim=192)

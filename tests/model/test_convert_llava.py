@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 
 from modeling.checkpoints import load_model
 from modeling.convert_llava import convert, main
-from modeling.demo_model import tiny_text_config, train_tokenizer
+from modeling.demo_model import tiny_text_config
+from tests.helpers.tiny_models import write_llava_tokenizer
 
 MM_HIDDEN = 48
 
@@ -44,7 +45,7 @@ def write_llava_checkpoint(folder, llama, projector, tokenizer_dir=None, **confi
     state["model.vision_tower.vision_tower.embeddings.class_embedding"] = torch.zeros(4)   # CLIP leftovers
     save_file(state, folder / "model.safetensors")
     if tokenizer_dir is not None:
-        train_tokenizer(tokenizer_dir).save_pretrained(folder)
+        write_llava_tokenizer(folder)         # tokenizer.model + tokenizer_config.json, as LLaVA releases ship them
     return folder
 
 
@@ -121,8 +122,94 @@ def test_lora_checkpoint_with_non_lora_trainables_merges(llava_base, tmp_path):
     with torch.no_grad():
         assert not torch.allclose(merged(ids).logits, llama(ids).logits, atol=1e-3)   # the adapter matters
 
+    write_llava_tokenizer(lora_dir, legacy=False)                 # the official loader reads the BASE's (legacy true)
     assert main([str(lora_dir), str(tmp_path / "out")]) == 0      # base from adapter_config.json
     assert_converted_matches(tmp_path / "out", merged, new_projector)
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
+
+    assert WsiLlavaProcessor.from_pretrained(tmp_path / "out").tokenizer.legacy is True
+
+
+def _lora_release(folder, llama, base_name_or_path):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(llava_config(llama)))
+    (folder / "adapter_config.json").write_text(json.dumps({
+        "base_model_name_or_path": base_name_or_path, "peft_type": "LORA", "r": 4, "lora_alpha": 8,
+        "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))
+    return folder
+
+
+@pytest.mark.parametrize("configured, suggestion", [
+    ("./LLaVA-main/llava-v1.5-7b/", "--base liuhaotian/llava-v1.5-7b"),     # finetune_lora.sh's --model_name_or_path
+    ("/data/users/x/checkpoints/vicuna-7b-v1.5", "--base lmsys/vicuna-7b-v1.5"),
+    ("/data/users/x/my-own-base", "--base liuhaotian/llava-v1.5-7b"),
+])
+def test_a_lora_base_named_by_a_training_time_path_is_an_error_with_the_fix(llava_base, tmp_path, capsys,
+                                                                           configured, suggestion):
+    _, llama, _ = llava_base
+    lora = _lora_release(tmp_path / "wsi-llava-lora", llama, configured)
+    assert main([str(lora), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert repr(configured) in err and suggestion in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_converted_processor_stores_the_official_templates(llava_base, tmp_path):
+    """Generation prompts use llava_v1 (wsi-vqa.sh --conv-mode llava_v1); training keeps vicuna_v1."""
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
+
+    folder, _, _ = llava_base
+    convert(str(folder), tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "processor_config.json").read_text())
+    assert (saved["conversation_template"], saved["generation_template"]) == ("vicuna_v1", "llava_v1")
+    processor = WsiLlavaProcessor.from_pretrained(tmp_path / "out")
+    assert processor.build_prompt("Grade?").startswith("A chat between a curious human")
+
+
+def _fast_tokenizer_json_without_bos(folder, out):
+    from transformers import LlamaTokenizer
+
+    LlamaTokenizer.from_pretrained(str(folder)).save_pretrained(out)
+    data = json.loads((out / "tokenizer.json").read_text())
+    data["post_processor"] = None                                   # no BOS template
+    return data
+
+
+@pytest.mark.parametrize("case", ["add_bos_token_unset", "tokenizer_json_without_bos"])
+def test_bos_is_added_like_the_official_slow_tokenizer(llava_base, tmp_path, case):
+    """The official loader (slow LlamaTokenizer) adds BOS unless tokenizer_config.json says otherwise and never
+    reads tokenizer.json; transformers 5 would drop BOS in both cases."""
+    import shutil
+
+    from modeling.processing_wsi_llava import WsiLlavaProcessor
+
+    folder, _, _ = llava_base
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    write_llava_tokenizer(src, add_bos_token=None)
+    if case == "tokenizer_json_without_bos":
+        (src / "tokenizer.json").write_text(json.dumps(_fast_tokenizer_json_without_bos(src, tmp_path / "fast")))
+    notes = convert(str(src), tmp_path / "out")
+    processor = WsiLlavaProcessor.from_pretrained(tmp_path / "out")
+    ids = processor.encode_prompt("Grade?")["input_ids"][0].tolist()
+    assert ids[0] == processor.tokenizer.bos_token_id == 1 and ids.count(1) == 1
+    assert any("add_bos_token=True" in note for note in notes)
+    assert (case == "tokenizer_json_without_bos") == any("tokenizer.json ignored" in note for note in notes)
+
+
+def test_a_tokenizer_that_differs_from_the_official_one_is_refused(llava_base, tmp_path, capsys):
+    """sentencepiece's default remove_extra_whitespaces (not LLaMA's) is ignored by the fast tokenizer, so its
+    ids differ from the slow tokenizer's ("USER: " loses its trailing space there): refused, DST untouched."""
+    import shutil
+
+    folder, _, _ = llava_base
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    write_llava_tokenizer(src, remove_extra_whitespaces=True)
+    assert main([str(src), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert str(src / "tokenizer.model") in err and "first difference at position" in err and "ours [" in err
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
 def test_conversion_from_a_hub_id(llava_base, tmp_path, hub):

@@ -5,7 +5,8 @@ import torch
 
 from modeling.checkpoints import KEEP_UNQUANTIZED, load_model
 from modeling.errors import ModelError
-from modeling.inference import AnswerNoRepeatNGram, GenerationSettings, SlideChatSession, stream_answer
+from modeling.inference import (AnswerNoRepeatNGram, GenerationSettings, SlideChatSession, generate_kwargs,
+                                stream_answer)
 from tests.helpers.tiny_models import random_slide_inputs, save_tiny_checkpoint, tiny_model_and_processor
 
 QUESTIONS = ["What is the histological type?", "What is the grade?", "Describe the stroma."]
@@ -17,12 +18,16 @@ def tiny():
     return model, processor, random_slide_inputs(model.config, "tile_features")
 
 
+def session_lead(processor):
+    return (processor.tokenizer.bos_token_id,)          # what SlideChatSession passes: the official [BOS]
+
+
 def _from_scratch(model, processor, inputs, question, history, settings):
     prompt = processor.encode_prompt(question, history)
     length = prompt["input_ids"].shape[1]
     with torch.inference_mode():
         out = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
-                             **settings.generate_kwargs(length))
+                             **generate_kwargs(settings, length, session_lead(processor)))
     return processor.decode_answer(out[0, length:])
 
 
@@ -80,10 +85,10 @@ def test_streaming_reraises_generation_errors(tiny):
 
 def test_official_defaults_and_answer_only_ngram_ban():
     settings = GenerationSettings()
-    kwargs = settings.generate_kwargs(prompt_length=5)
+    kwargs = generate_kwargs(settings, prompt_length=5)
     assert (settings.temperature, settings.num_beams, settings.no_repeat_ngram_size) == (0.2, 1, 3)
     assert kwargs["do_sample"] and kwargs["temperature"] == 0.2
-    assert not GenerationSettings(temperature=0).generate_kwargs(5)["do_sample"]
+    assert not generate_kwargs(GenerationSettings(temperature=0), 5)["do_sample"]
     ban = AnswerNoRepeatNGram(3, prompt_length=4)
     prompt = [7, 8, 9, 7]                                     # "7 8 9" in the prompt must not be banned ...
     scores = ban(torch.tensor([prompt + [8]]), torch.zeros(1, 12))
@@ -118,14 +123,97 @@ def test_4bit_load_and_generate_on_cpu(tmp_path):
 
 
 def test_official_length_limit_and_answer_only_repetition_penalty():
-    """model_vqa.py generates up to 1024 new tokens from inputs_embeds, so a repetition penalty (the
-    fork's --repetition_penalty) sees only the answer, never the prompt's words."""
-    assert GenerationSettings().max_new_tokens == 1024
-    kwargs = GenerationSettings(repetition_penalty=2.0, no_repeat_ngram_size=0).generate_kwargs(prompt_length=3)
+    """model_vqa.py@f9ac921 generates up to 2048 new tokens from inputs_embeds (transformers 4.37.2), whose
+    output starts with a lone BOS: a repetition penalty (the fork's --repetition_penalty) sees [BOS] + the
+    answer, never the prompt's words."""
+    assert GenerationSettings().max_new_tokens == 2048
+    kwargs = generate_kwargs(GenerationSettings(repetition_penalty=2.0, no_repeat_ngram_size=0), prompt_length=3,
+                             lead_ids=(1,))
     assert "repetition_penalty" not in kwargs                 # HF's own penalty would also hit the prompt
     (penalty,) = kwargs["logits_processor"]
     scores = penalty(torch.tensor([[4, 5, 6, 7]]), torch.ones(1, 10))
-    assert scores[0, 7] == 0.5 and (scores[0, [4, 5, 6]] == 1).all()    # only the answer's token 7 is penalised
+    assert (scores[0, [1, 7]] == 0.5).all() and (scores[0, [4, 5, 6]] == 1).all()   # BOS and the answer's 7
+
+
+def test_the_ngram_ban_sees_the_official_bos_too():
+    """[BOS] + answer, as the official generate passes it: "BOS a b" blocks b after a repeated "BOS a"."""
+    ban = AnswerNoRepeatNGram(3, prompt_length=2, lead_ids=(1,))
+    scores = ban(torch.tensor([[7, 8, 5, 6]]), torch.zeros(1, 10))      # answer 5 6 -> seen as 1 5 6
+    assert torch.isfinite(scores).all()
+    scores = ban(torch.tensor([[7, 8, 1, 5]]), torch.zeros(1, 10))      # answer 1 5 -> "1 5" follows BOS again ...
+    assert torch.isfinite(scores).all()                                  # ... but only a 3-gram bans
+    scores = AnswerNoRepeatNGram(2, prompt_length=2, lead_ids=(1,))(torch.tensor([[7, 8, 5, 1]]), torch.zeros(1, 10))
+    assert torch.isinf(scores[0, 5])                                     # "1 5" (BOS 5) would repeat
+
+
+def test_fork_stop_words_stop_like_its_keywords_stopping_criteria(tiny):
+    """The fork's criteria: output ids ending in a keyword's ids stop at once; its decoded-text check only
+    starts once [BOS] + answer is longer than its prompt (`start_len`), as in model_vqa.py@8714afc."""
+    from modeling.generation_settings import FORK_8714AFC_STOP_WORDS
+    from modeling.inference import KeywordStop
+
+    _, processor, _ = tiny
+    tok = processor.tokenizer
+    stop = KeywordStop(FORK_8714AFC_STOP_WORDS, tok, prompt_length=3, official_prompt_length=6, lead_ids=(1,))
+    user = tok("USER:").input_ids[1:]
+    assert stop(torch.tensor([[9, 9, 9] + tok("Grade 2.").input_ids[1:] + user]), None).all()
+    assert stop(torch.tensor([[9, 9, 9, tok.eos_token_id]]), None).all()                # "</s>"
+    assert not stop(torch.tensor([[9, 9, 9] + tok("Grade").input_ids[1:]]), None).any()
+    # "\nTASK:" tokenizes with a leading "▁", so only the decoded text finds it after a word; that text is the
+    # last min(n - start_len, longest keyword) of the n output ids, Python-sliced: nothing while n <= start_len / 2
+    answer = tok("Grade two\nTASK:").input_ids[1:]
+    output = torch.tensor([[9, 9, 9] + answer])                           # n = len(answer) + 1 with the BOS
+    n = len(answer) + 1
+    early = KeywordStop(["\nTASK:"], tok, prompt_length=3, official_prompt_length=2 * n + 2, lead_ids=(1,))
+    assert not early(output, None).any()
+    longest = early.max_keyword_len
+    late = KeywordStop(["\nTASK:"], tok, prompt_length=3, official_prompt_length=n - longest, lead_ids=(1,))
+    assert late(output, None).all()
+    between = KeywordStop(["\nTASK:"], tok, prompt_length=3, official_prompt_length=n + 2, lead_ids=(1,))
+    assert between(output, None).all()                                    # output[2:]: the whole answer but "Gr"
+
+
+def test_fork_profile_session_stops_and_trims(tiny):
+    from modeling.inference import KeywordStop
+
+    model, processor, inputs = tiny
+    fork = GenerationSettings.from_profile("fork-8714afc", max_new_tokens=5, temperature=0.0)
+    session = SlideChatSession(model, processor, inputs, fork)
+    kwargs = session._generate_kwargs(QUESTIONS[0])
+    (stop,) = kwargs["stopping_criteria"]
+    assert isinstance(stop, KeywordStop) and stop.start_len == kwargs["input_ids"].shape[1] - 8 + 1
+    assert [type(p).__name__ for p in kwargs["logits_processor"]] == ["AnswerOnly", "AnswerNoRepeatNGram"]
+    assert session._answer(torch.tensor([[5] + processor.tokenizer("Ductal.\nUSER: more").input_ids[1:]]), 1,
+                           None) == "Ductal."
+
+
+def test_the_prompt_template_is_a_setting_and_the_prefix_follows_it(tiny):
+    """llava_v1 by default (the processor's generation template); another template re-encodes the slide
+    prefix (its system prompt differs) and answers like a from-scratch run with that template."""
+    model, processor, inputs = tiny
+    session = SlideChatSession(model, processor, inputs, GenerationSettings.greedy(max_new_tokens=5))
+    assert session.template_name() == "llava_v1"
+    session.ask(QUESTIONS[0])
+    llava_prefix = list(session._prefix_ids)
+    vicuna = GenerationSettings.greedy(max_new_tokens=5, conversation_template="vicuna_v1")
+    history = list(session.history)
+    answer = session.ask(QUESTIONS[1], vicuna)
+    assert session._prefix_ids != llava_prefix
+    prompt = processor.encode_prompt(QUESTIONS[1], history, template="vicuna_v1")
+    length = prompt["input_ids"].shape[1]
+    with torch.inference_mode():
+        out = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
+                             **generate_kwargs(vicuna, length, session.lead_ids))
+    assert answer == processor.decode_answer(out[0, length:]).strip()
+
+
+def test_official_dtype_is_float16_on_cuda_and_float32_on_cpu(tmp_path):
+    from modeling.checkpoints import torch_dtype
+
+    assert torch_dtype(None, "cuda") == torch_dtype("auto", "cuda:1") == torch.float16
+    assert torch_dtype(None, "cpu") == torch.float32 and torch_dtype("bfloat16", "cuda") == torch.bfloat16
+    loaded = load_model(str(save_tiny_checkpoint(tmp_path / "ckpt")), device="cpu", dtype="bfloat16")
+    assert loaded.model.dtype == torch.bfloat16
 
 
 def test_turn2_logits_from_the_cached_prefix_equal_recomputation_and_see_the_slide(tiny):
@@ -141,7 +229,7 @@ def test_turn2_logits_from_the_cached_prefix_equal_recomputation_and_see_the_sli
     with torch.inference_mode():
         cached = model.generate(**session._generate_kwargs(QUESTIONS[1]), **extra)
         full = model.generate(**prompt, **inputs.model_kwargs(), pad_token_id=processor.pad_token_id,
-                              **settings.generate_kwargs(prompt["input_ids"].shape[1]), **extra)
+                              **generate_kwargs(settings, prompt["input_ids"].shape[1], session.lead_ids), **extra)
         other = SlideChatSession(model, processor, random_slide_inputs(model.config, "tile_features", seed=7),
                                  settings)
         other.history = list(session.history)

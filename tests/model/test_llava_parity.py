@@ -6,6 +6,12 @@ The reference functions below restate, step for step, what LLaVA's code does (no
 image) and `preprocess_v1`'s label arithmetic (`llava/train/train.py`, including its `- 2` for BOS and
 the trailing "▁" of "ASSISTANT: ", and the `- 1` for later rounds of non-legacy tokenizers). Our ids
 equal LLaVA's once the expanded slide placeholders are collapsed back into LLaVA's single -200.
+
+The tiny tokenizer normalises like LLaMA's (no extra-whitespace removal, dummy prefix), so the image is
+framed by "▁" pieces as with the real LLaMA tokenizer: ':', '▁', <image>, '▁', '\n'. Besides the fast
+tokenizer the restated functions also run over `SlowLlamaReference` (the official slow LlamaTokenizer
+restated over sentencepiece, which `convert-llava` checks against; benchmarks/official_parity.py checks it
+against transformers 4.37.2 itself).
 """
 
 import pytest
@@ -13,7 +19,8 @@ from transformers import LlamaTokenizer
 
 from modeling.conversation import LLAVA_V1, VICUNA_V1, messages_from_turns
 from modeling.processing_wsi_llava import IGNORE_INDEX, WsiLlavaProcessor
-from tests.helpers.tiny_models import tiny_tokenizer
+from modeling.tokenizer_parity import SlowLlamaReference
+from tests.helpers.tiny_models import tiny_tokenizer, write_llava_tokenizer
 
 LLAVA_IMAGE = -200   # LLaVA's IMAGE_TOKEN_INDEX
 
@@ -115,7 +122,7 @@ def processor(request, tmp_path_factory):
 @pytest.mark.parametrize("question", ["Describe the stroma.", "What is the grade? \n", " A) G1\nB) G2"])
 def test_generation_prompts_equal_llava_get_prompt(template, question):
     """model_vqa.py (and serve/cli.py) prepend "<image>\\n" to the question as it is, unstripped."""
-    processor = WsiLlavaProcessor(tokenizer=tiny_tokenizer(), num_slide_tokens=5, conversation_template=template.name)
+    processor = WsiLlavaProcessor(tokenizer=tiny_tokenizer(), num_slide_tokens=5, generation_template=template.name)
     roles = ("USER", "ASSISTANT")
     history = [("What is the type?", "Ductal carcinoma."), ("Grade?", "Grade 2.")]
     for n in range(len(history) + 1):
@@ -159,3 +166,49 @@ def test_image_placeholder_moves_like_llava_preprocess_multimodal(value):
     from modeling.conversation import normalize_image_placeholder
 
     assert normalize_image_placeholder(value) == llava_preprocess_multimodal(value)
+
+
+@pytest.fixture(scope="module", params=[True, False, None], ids=["legacy_true", "legacy_false", "legacy_unset"])
+def official_pair(request, tmp_path_factory):
+    """(our processor from LLaMA-release tokenizer files, the official slow tokenizer over the same files)."""
+    from modeling.convert_llava import load_llava_tokenizer
+
+    folder = write_llava_tokenizer(tmp_path_factory.mktemp("llava-tok"), legacy=request.param)
+    tokenizer = load_llava_tokenizer(folder, [])
+    WsiLlavaProcessor.add_image_token(tokenizer)
+    return WsiLlavaProcessor(tokenizer=tokenizer, num_slide_tokens=576), SlowLlamaReference.from_folder(folder)
+
+
+def test_the_image_is_framed_by_spiece_underlines_as_with_llama():
+    """"USER: " keeps its trailing space ("▁" before the image) and the text after the image gets the dummy
+    prefix ("▁" after it), as LLaMA's tokenizer gives 29901, 29871, -200, 29871, 13."""
+    processor = WsiLlavaProcessor(tokenizer=tiny_tokenizer(), num_slide_tokens=5)
+    ids = processor.encode_prompt("What is the grade?")["input_ids"][0].tolist()
+    first, last = ids.index(processor.image_token_id), len(ids) - ids[::-1].index(processor.image_token_id)
+    pieces = processor.tokenizer.convert_ids_to_tokens(ids[first - 2:first] + ids[last:last + 2])
+    assert pieces[:2] == [":", "\u2581"] and pieces[2] == "\u2581"
+    assert processor.tokenizer.decode(ids[last + 1:last + 2]) == "\n"
+
+
+@pytest.mark.parametrize("template", [LLAVA_V1, VICUNA_V1], ids=lambda t: t.name)
+def test_prompt_ids_equal_the_official_slow_tokenizer(official_pair, template):
+    """model_vqa.py's ids (tokenizer_image_token over the slow LlamaTokenizer) for one and two turns."""
+    processor, slow = official_pair
+    history = [("Describe the  tissue.\nIs there necrosis? A) Yes B) No", "Ductal carcinoma, grade 2 (pT2).")]
+    for turns in ([], history):
+        prompt = processor.build_prompt("What is the stage?", turns, template=template.name)
+        ids = processor.encode_prompt("What is the stage?", turns, template=template.name)["input_ids"][0].tolist()
+        collapsed, _ = collapse_slide(ids, None, processor.image_token_id)
+        assert collapsed == llava_tokenizer_image_token(prompt, slow)
+        assert collapsed[0] == slow.bos_token_id == 1
+
+
+def test_slow_reference_spaces_after_special_tokens_as_legacy_says(tmp_path):
+    """The one place `legacy` matters: text right after a special token ("</s>USER" in turn 2)."""
+    pieces = {}
+    for legacy in (True, False):
+        slow = SlowLlamaReference.from_folder(write_llava_tokenizer(tmp_path / str(legacy), legacy=legacy))
+        pieces[legacy] = slow.tokenize("Grade 2.</s>USER:")
+        assert slow.tokenize("</s>x")[0] == "</s>"          # no lone "▁" before a leading special token
+    assert pieces[True][pieces[True].index("</s>") + 1].startswith("\u2581")
+    assert not pieces[False][pieces[False].index("</s>") + 1].startswith("\u2581")

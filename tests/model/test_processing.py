@@ -63,10 +63,16 @@ def test_batch_is_right_padded_with_ignored_labels():
 
 
 def test_prompt_for_generation_and_history():
+    """Generation prompts use llava_v1 (wsi-vqa.sh --conv-mode llava_v1), training conversations vicuna_v1
+    (finetune_lora.sh --version v1); either can be chosen per prompt."""
     processor = tiny_processor()
-    prompt = processor.build_prompt("Stage?", history=[("What is the type?", "Ductal carcinoma.")])
-    assert prompt == (f"{SYSTEM} USER: <image>\nWhat is the type? ASSISTANT: Ductal carcinoma.</s>"
-                      "USER: Stage? ASSISTANT:")
+    assert (processor.conversation_template, processor.generation_template) == ("vicuna_v1", "llava_v1")
+    history = [("What is the type?", "Ductal carcinoma.")]
+    turns = " USER: <image>\nWhat is the type? ASSISTANT: Ductal carcinoma.</s>USER: Stage? ASSISTANT:"
+    assert processor.build_prompt("Stage?", history=history) == LLAVA_V1.system + turns
+    assert processor.build_prompt("Stage?", history=history, template="vicuna_v1") == SYSTEM + turns
+    with pytest.raises(ModelError, match="Unknown conversation template"):
+        processor.build_prompt("Stage?", template="vicuna_v0")
     encoded = processor.encode_prompt("Grade?")
     assert encoded["input_ids"].shape[0] == 1 and (encoded["input_ids"] == processor.image_token_id).sum() == 8
     assert processor.build_prompt("Hi", with_slide=False).endswith("USER: Hi ASSISTANT:")
@@ -94,11 +100,12 @@ def test_truncation_never_cuts_the_slide():
 
 
 def test_processor_saves_and_loads_beside_the_model(tmp_path):
-    processor = tiny_processor(num_slide_tokens=5, conversation_template="llava_v1")
+    processor = WsiLlavaProcessor(tokenizer=tiny_processor().tokenizer, num_slide_tokens=5,
+                                  conversation_template="llava_v1", generation_template="vicuna_v1")
     processor.save_pretrained(tmp_path)
     loaded = WsiLlavaProcessor.from_pretrained(tmp_path)
-    assert (loaded.num_slide_tokens, loaded.conversation_template, loaded.image_token_id) == \
-        (5, "llava_v1", processor.image_token_id)
+    assert (loaded.num_slide_tokens, loaded.conversation_template, loaded.generation_template,
+            loaded.image_token_id) == (5, "llava_v1", "vicuna_v1", processor.image_token_id)
     assert torch.equal(loaded([TURNS])["labels"], processor([TURNS])["labels"])
 
 

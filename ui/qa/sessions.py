@@ -100,7 +100,9 @@ class SlideQaSession:
             pieces.append(piece)
             yield piece
         if len(chat.history) == turns_before:          # generated elsewhere: record the turn here
-            chat.history.append((question, "".join(pieces).strip()))
+            from modeling.generation_settings import finish_answer
+
+            chat.history.append((question, finish_answer(settings or chat.settings, "".join(pieces))))
         self.turns += 1
 
 
@@ -117,9 +119,12 @@ def encode_slide_prefix(chat) -> None:
 
 
 def ensure_chat(session: SlideQaSession, loaded, settings: PipelineSettings = PipelineSettings(),
-                progress: Progress = lambda f, m: None, extract=extract_inputs, encode=encode_slide_prefix):
+                progress: Progress = lambda f, m: None, extract=extract_inputs, encode=encode_slide_prefix,
+                generation=None):
     """The session's chat on `loaded`, building what is missing: tiles (for another tile encoder), tile
     features, the chat and its encoded slide prefix. Progress: 0-0.85 features, 0.85-1 slide encoding.
+    `generation` (GenerationSettings, default the official ones) sets the prompt template the prefix is
+    encoded with; the slide inputs are checked against the model once, by the chat.
 
     `extract` and `encode` do the heavy work (the app passes GPU-scheduled versions); everything they
     produce is returned to and kept by this function, so they may run in another process."""
@@ -143,7 +148,7 @@ def ensure_chat(session: SlideQaSession, loaded, settings: PipelineSettings = Pi
         session.steps.append(Step("tile features", time.monotonic() - started, _features_detail(session.inputs, config)))
     progress(0.85, "slide encoding")
     started = time.monotonic()
-    chat = SlideChatSession(loaded.model, loaded.processor, session.inputs)
+    chat = SlideChatSession(loaded.model, loaded.processor, session.inputs, generation)
     encode(chat)
     session.chat, session.chat_model = chat, loaded
     session.prefix_encodings += 1

@@ -118,25 +118,15 @@ def model_device(loaded) -> str:
 
 def extract_inputs(tiled: TiledSlide, loaded, settings: PipelineSettings = PipelineSettings(),
                    progress: Progress = lambda f, m: None):
-    """Tile features of `tiled` with `loaded`'s tile encoder -> SlideInputs the model takes (checked)."""
-    from modeling.slide.features import extract_slide_features
-    from modeling.slide_inputs import check_compatible, from_extracted
+    """Tile features of `tiled` with `loaded`'s tile encoder -> SlideInputs (`modeling.model_inputs`, the one
+    slide -> inputs function; the chat checks them against the model)."""
+    from modeling.model_inputs import slide_model_inputs
 
     config = loaded.model.config
-    if not config.has_slide_encoder:
-        raise ModelError(f"{loaded.name} has no slide encoder, so it cannot read slide images; pick a WSI-Bench "
-                         "example (released slide tokens), or convert the checkpoint with a slide encoder "
-                         "(wsi-llava convert-llava ... --slide-encoder prov-gigapath).")
     if tiled.tile_encoder != config.tile_encoder:
         raise ModelError(f"{tiled.path} was tiled for the {tiled.tile_encoder!r} tile encoder but {loaded.name} "
                          f"uses {config.tile_encoder!r}; load the slide again.")
-    device = model_device(loaded)
     progress(0.0, f"loading the {config.tile_encoder} tile encoder")
-    encoder = cached_tile_encoder(config.tile_encoder, config.tile_encoder_revision, device)
-    extracted = extract_slide_features(tiled.path, encoder, coords=tiled.tiling, batch_size=settings.tile_batch_size,
-                                       num_workers=settings.tile_workers, device=device,
-                                       mpp_override=tiled.mpp_override,
-                                       progress=lambda f, m: progress(0.05 + 0.95 * f, m))
-    inputs = from_extracted(extracted, tiled.path)
-    check_compatible(inputs, config)
-    return inputs
+    return slide_model_inputs(tiled.path, loaded, device=model_device(loaded), batch_size=settings.tile_batch_size,
+                              num_workers=settings.tile_workers, coords=tiled.tiling, mpp_override=tiled.mpp_override,
+                              progress=progress, load_encoder=cached_tile_encoder)
