@@ -216,3 +216,26 @@ def test_closing_the_session_deletes_its_uploads(qa_app, qa_data):
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not folder.exists() and demo.services.sessions.peek(client.session_hash) is None
+
+
+def test_the_prompt_template_of_the_tab_reaches_the_prompt(qa_app, qa_data):
+    demo, _ = qa_app
+    client = new_client(qa_app)
+    client.predict(handle_file(str(qa_data.slide)), 0, api_name="/upload_slide")
+    processor = demo.services.models.get().processor
+    used = []
+    original = processor.build_prompt
+
+    def recording(question, history=(), with_slide=True, template=None):
+        used.append(template)
+        return original(question, history, with_slide, template)
+
+    processor.build_prompt = recording
+    try:
+        client.predict("What is the grade?", 0.0, 8, api_name="/ask")             # no template: the checkpoint's
+        client.predict("And the stage?", 0.0, 8, "vicuna_v1", api_name="/ask")    # switched mid-conversation
+    finally:
+        processor.build_prompt = original
+    assert used[0] == "llava_v1" and used[-1] == "vicuna_v1"
+    session = demo.services.sessions.peek(client.session_hash)
+    assert [q for q, _ in session.history()] == ["What is the grade?", "And the stage?"]

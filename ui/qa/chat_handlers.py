@@ -36,11 +36,11 @@ from ui.qa.views import (
 )
 
 
-def generation_settings(temperature_value, max_tokens_value):
-    """The decoding settings of one answer from the generation controls' values (layout.GenerationControls)."""
-    from modeling.inference import GenerationSettings
-
-    return GenerationSettings(temperature=float(temperature_value), max_new_tokens=int(max_tokens_value))
+def generation_settings(services: QaServices, temperature_value, max_tokens_value, template_value):
+    """The decoding settings of one answer: the app's generation profile (ui.config) with the generation
+    controls' values on top (layout.GenerationControls); "" as the template means the checkpoint's."""
+    return services.config.generation_settings(temperature=temperature_value, max_new_tokens=max_tokens_value,
+                                               conversation_template=template_value or None)
 
 
 def wait_for_model(services: QaServices, session: SlideQaSession, progress):
@@ -53,20 +53,20 @@ def wait_for_model(services: QaServices, session: SlideQaSession, progress):
 
 
 @reports_errors
-def ask(services: QaServices, view: QaView, text, temperature_value, max_tokens_value, request: gr.Request,
-        progress=gr.Progress()):
+def ask(services: QaServices, view: QaView, text, temperature_value, max_tokens_value, template_value,
+        request: gr.Request, progress=gr.Progress()):
     text = (text or "").strip()
     if not text:
         raise user_error("Type a question first.")
     session = session_of(services, request)
     if not session.has_slide:
         raise NoSlideError("No slide yet: upload a slide, pick a slide on this server or a WSI-Bench example.")
-    settings = generation_settings(temperature_value, max_tokens_value)
+    settings = generation_settings(services, temperature_value, max_tokens_value, template_value)
     with session.lock:
         loaded = wait_for_model(services, session, progress)
         mpp_value = session.tiled.mpp_override if session.tiled else None
         ensure_chat(session, loaded, services.pipeline(mpp_value), scaled_progress(progress, 0, 1.0),
-                    extract_on_gpu, encode_on_gpu)
+                    extract_on_gpu, encode_on_gpu, generation=settings)
         history, answer = session.history(), ""
         yield {view.chatbot: chat_messages(history, (text, "")), view.question: "",
                view.turn_status: f"Answering question {len(history) + 1} …"}

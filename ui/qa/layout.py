@@ -27,9 +27,10 @@ class GenerationControls:
 
     temperature: gr.Slider
     max_new_tokens: gr.Slider
+    conversation_template: gr.Dropdown
 
     def inputs(self) -> list:
-        return [self.temperature, self.max_new_tokens]
+        return [self.temperature, self.max_new_tokens, self.conversation_template]
 
 
 @dataclass
@@ -138,8 +139,12 @@ def _build_generation_section(services: QaServices) -> GenerationControls:
     return GenerationControls(
         temperature=gr.Slider(0.0, 1.5, value=config.temperature, step=0.05,
                               label="Temperature (0 = greedy; official 0.2)", elem_id="qa-temperature"),
-        max_new_tokens=gr.Slider(8, 2048, value=config.max_new_tokens, step=8, label="Max new tokens",
-                                 elem_id="qa-max-new-tokens"))
+        max_new_tokens=gr.Slider(8, max(4096, config.max_new_tokens), value=config.max_new_tokens, step=8,
+                                 label="Max new tokens (official 2048)", elem_id="qa-max-new-tokens"),
+        conversation_template=gr.Dropdown(
+            label="Prompt template", value=config.conv_template or "", elem_id="qa-conv-template",
+            choices=[("the checkpoint's (llava_v1, as the official inference)", ""),
+                     ("llava_v1 (official inference)", "llava_v1"), ("vicuna_v1 (training)", "vicuna_v1")]))
 
 
 def _build_reference_section() -> dict:

@@ -107,7 +107,8 @@ def slide_file_flow(services: QaServices, view: QaView, session: SlideQaSession,
                                                          "and the slide encoding run when the first question is asked.")
             return
         yield cleared(view, session, tiled.overview, "Extracting tile features …")
-        ensure_chat(session, loaded, settings, scaled_progress(progress, .2, 1.0), extract_on_gpu, encode_on_gpu)
+        ensure_chat(session, loaded, settings, scaled_progress(progress, .2, 1.0), extract_on_gpu, encode_on_gpu,
+                    generation=services.config.generation_settings())
         yield cleared(view, session, tiled.overview, ready_note(session))
 
 
@@ -193,20 +194,20 @@ def pick_example(services: QaServices, view: QaView, slide_id, request: gr.Reque
 
 
 def example_flow(services: QaServices, view: QaView, session: SlideQaSession, chosen, progress):
-    from modeling.slide_inputs import load_slide_inputs
+    from modeling.model_inputs import slide_model_inputs
 
     with session.lock:
         session.clear_slide()
         yield cleared(view, session, None, f"Loading the released features of **{chosen.slide_id}** …")
         started = time.monotonic()
         progress(0.1, desc="fetching the released slide tokens")
-        inputs = load_slide_inputs(services.catalog.features_file(chosen))
+        inputs = slide_model_inputs(services.catalog.features_file(chosen), loaded=None)   # .pt / .h5 as they are
         session.set_inputs(chosen.slide_id, "WSI-Bench example", inputs, chosen,
                            [Step("released features", time.monotonic() - started, chosen.features_ref)])
         loaded = services.ready_model(session)
         if loaded is not None:
             ensure_chat(session, loaded, services.pipeline(), scaled_progress(progress, .3, 1.0), extract_on_gpu,
-                        encode_on_gpu)
+                        encode_on_gpu, generation=services.config.generation_settings())
         bench = gr.update(choices=[(chosen.question_label(i), i) for i in range(len(chosen.items))], value=None,
                           visible=True)
         yield cleared(view, session, None, ready_note(session), bench)
