@@ -37,15 +37,19 @@ class KnownCheckpoint:
     kind: str             # "demo" (built in memory) | "llava_layout" (convert first) | "wsi_llava"
     trained: bool
     description: str
+    lora_base: str | None = None      # the base a LoRA release merges onto when converted (its adapter names a
+                                      # training-machine folder: finetune_lora.sh's ./LLaVA-main/llava-v1.5-7b/)
 
 
 KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
     DEMO_MODEL_NAME: KnownCheckpoint(DEMO_MODEL_NAME, "demo", False,
                                      "tiny random model built offline, for tests and demos (answers are noise)"),
     "Lucas-yuc/wsi-llava-v1.5-7b-e1": KnownCheckpoint("Lucas-yuc/wsi-llava-v1.5-7b-e1", "llava_layout", True,
-                                                      "WSI-LLaVA 7B as in the paper (LLaVA-1.5 layout)"),
+                                                      "WSI-LLaVA 7B as in the paper (LLaVA-1.5 layout)",
+                                                      lora_base="liuhaotian/llava-v1.5-7b"),
     "Lucas-yuc/WSI-LLaVA-7b": KnownCheckpoint("Lucas-yuc/WSI-LLaVA-7b", "llava_layout", True,
-                                              "WSI-LLaVA 7B, the improved later upload (LLaVA-1.5 layout)"),
+                                              "WSI-LLaVA 7B, the improved later upload (LLaVA-1.5 layout)",
+                                              lora_base="liuhaotian/llava-v1.5-7b"),
 }
 
 # config.json model_type -> how to load it

@@ -237,3 +237,20 @@ def test_two_sessions_uploading_the_same_bytes_both_get_the_slide(sandbox):
     assert first.read_bytes() == second.read_bytes() == shared.read_bytes()
     sandbox.discard("s1")
     assert second.is_file() and shared.is_file()         # Gradio's copy is left to Gradio's own clean-up
+
+
+def test_a_published_lora_release_is_converted_onto_its_known_base(tmp_path, monkeypatch):
+    """The released adapters name a training-machine folder as their base; the app cannot ask for --base."""
+    import modeling.convert_llava
+    from ui.qa.model_manager import load_configured
+
+    calls = []
+
+    def fake_convert(source, folder, **kwargs):
+        calls.append((source, kwargs["base"]))
+        raise ModelError("stop here")
+
+    monkeypatch.setattr(modeling.convert_llava, "convert", fake_convert)
+    with pytest.raises(ModelError, match="stop here"):
+        load_configured(ModelSpec("Lucas-yuc/wsi-llava-v1.5-7b-e1", device="cpu", convert_dir=tmp_path / "models"))
+    assert calls == [("Lucas-yuc/wsi-llava-v1.5-7b-e1", "liuhaotian/llava-v1.5-7b")]

@@ -100,7 +100,7 @@ def load_configured(spec: ModelSpec, report=lambda phase: None):
                        "~14 GB to download)")
                 from modeling.convert_llava import convert
 
-                convert(source, folder, revision=spec.revision, slide_encoder=spec.slide_encoder)
+                convert(source, folder, base=known.lora_base, revision=spec.revision, slide_encoder=spec.slide_encoder)
             source = str(folder)
         report(f"loading {spec.source} on {device}" + (" (4-bit nf4)" if quantize else ""))
         return load_model(source, load_4bit=quantize, device=device,
