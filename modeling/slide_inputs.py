@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from modeling.errors import ModelError
+from modeling.slide.tile_layout import TileLayout
 
 SLIDE_TOKENS = "slide_tokens"
 TILE_FEATURES = "tile_features"
@@ -36,6 +37,7 @@ class SlideInputs:
     tile_features: torch.Tensor | None = None      # [1, N, D]
     coords_tiling_px: torch.Tensor | None = None   # [1, N, 2] (x, y) px at the tiling level
     tile_encoder: str | None = None                # the encoder the features came from, when recorded
+    layout: TileLayout | None = None               # level-0 tile geometry (evidence heatmaps), when known
 
     def model_kwargs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         """The forward/generate keyword arguments for these inputs (a batch of one slide)."""
@@ -111,10 +113,12 @@ def from_extracted(extracted, source: str) -> SlideInputs:
     _check_finite(features, source, "features")
     try:
         coords_tiling = coords_level0_to_tiling(coords, int(attrs["patch_size_level0"]), int(attrs["patch_size"]))
+        layout = TileLayout.from_features(extracted, source)
     except ValueError as exc:
         raise ModelError(f"{source}: {exc}") from exc
     return SlideInputs(TILE_FEATURES, source, tile_features=features.unsqueeze(0),
-                       coords_tiling_px=coords_tiling.float().unsqueeze(0), tile_encoder=attrs.get("encoder"))
+                       coords_tiling_px=coords_tiling.float().unsqueeze(0), tile_encoder=attrs.get("encoder"),
+                       layout=layout)
 
 
 INPUT_KINDS = (SLIDE_TOKENS, TILE_FEATURES)
