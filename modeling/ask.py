@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             from modeling.evidence_outputs import explain_and_write
 
             paths = explain_and_write(loaded.model, loaded.processor, inputs, args.question, "".join(pieces).strip(),
-                                      args.heatmap, progress=lambda f, m: print(f"  {f:5.0%} {m}", file=sys.stderr))
+                                      args.heatmap, progress=lambda f, m: print(f"\r  {f:5.0%} {m}"[:100], end="",
+                                                                                file=sys.stderr, flush=True))
+            print(file=sys.stderr)
             print(f"Evidence heatmap: {paths['geojson']} (QuPath: File > Import objects), {paths['png']}", flush=True)
     except (ModelError, SlideError) as exc:
         print(f"wsi-llava ask: error: {exc}", file=sys.stderr)

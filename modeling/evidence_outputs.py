@@ -6,7 +6,8 @@
   transparent where there is no tile). OUT is a path prefix ("out/slide1" -> out/slide1.geojson,
   out/slide1.png); an existing folder gets <slide_id>.evidence.geojson / .png inside.
 - `overview_overlay(evidence, thumbnail.size)` / `blend_on_overview(evidence, thumbnail)`: the same
-  colours at an overview thumbnail's size (weak evidence faded out), for the app's overview.
+  colours at an overview thumbnail's size (weak evidence faded out), for the app's overview;
+  `write_overview_overlay(evidence, thumbnail.size, path)` writes the overlay as an RGBA PNG.
 - `viewer_tiles(evidence)`: one {x, y, w, h (level-0 px), relevance, relevance_normalized} per tile,
   for a deep-zoom viewer overlay.
 - `explain_and_write(model, processor, inputs, question, answer, OUT)`: `explain_answer` + the files
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from common.atomic import atomic_path
 from modeling.slide.heatmap import blend_over_thumbnail, heatmap_for_thumbnail, write_heatmap_png
 from modeling.slide.tile_geojson import write_tiles_geojson
 
@@ -58,6 +60,15 @@ def explain_and_write(model, processor, slide_inputs, question: str, answer: str
 def overview_overlay(evidence, thumbnail_size_px: tuple[int, int], opacity: float = 0.65) -> Image.Image:
     """RGBA overlay of `thumbnail_size_px` (width, height) for an overview of the whole slide."""
     return heatmap_for_thumbnail(evidence.relevance, evidence.layout, thumbnail_size_px, opacity)
+
+
+def write_overview_overlay(evidence, thumbnail_size_px: tuple[int, int], path: str | Path,
+                           opacity: float = 0.65) -> Path:
+    """`overview_overlay` as an RGBA PNG, written atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        overview_overlay(evidence, thumbnail_size_px, opacity).save(tmp, format="PNG")
+    return path
 
 
 def blend_on_overview(evidence, thumbnail: Image.Image, opacity: float = 0.65) -> Image.Image:

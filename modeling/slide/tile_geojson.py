@@ -18,7 +18,6 @@ Open in QuPath (0.4 or later): open the slide, then File > Import objects from f
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,3 @@ def write_tiles_geojson(path: str | Path, layout: TileLayout, measurements: dict
                                        allow_nan=False) + "\n")
     return path
 
-
-def finite_or_none(value: float) -> float | None:
-    """For metadata numbers: JSON-safe (None instead of NaN/inf)."""
-    return float(value) if value is not None and math.isfinite(value) else None

@@ -4,9 +4,13 @@ scored answer is the chat's, the 4-bit CPU path, released tokens refused, and th
 The deletion test: a tiny WSI-LLaVA learns to answer "Is there a tumor?" from a 3 x 3-tile lesion
 placed anywhere on a 12 x 12-tile synthetic slide (tests/helpers/evidence_task.py). Masking (= replacing
 with the slide's mean tile, the baseline the relevance is defined against) the top 10 % of tiles by
-relevance must lower log p("Yes") more than every one of 20 random 10 % masks and by more than their
-mean + 3 std, recover at least half of what masking the whole lesion costs, and the top tiles must
-hold the lesion. The numbers are printed (pytest -s) and recorded as the test's property.
+relevance must lower log p("Yes") more than every one of 20 random 10 % masks, by at least half of what
+masking the whole lesion costs (so a tiny drop that merely beats tiny random drops fails), and the top
+tiles must hold the lesion. Not "mean + 3 std" of the random drops: they are heavy-tailed (a random mask
+that happens to cover most of the lesion flips the answer; benchmarks/evidence_deletion.py shows one such
+case in 15), so that bound is not sound. Plain gradient x input fails this test on this model (it
+recovers ~0.1 % of the lesion's drop, see the benchmark). The numbers are printed (pytest -s) and
+recorded as the test's property.
 """
 
 import json
@@ -21,7 +25,7 @@ from modeling.evidence import (RELEASED_TOKENS_MESSAGE, NoHeatmapError, TileEvid
                                explain_answer)
 from modeling.evidence_methods import EvidenceSettings, allocate_steps, scan_path
 from modeling.evidence_outputs import (blend_on_overview, evidence_paths, overview_overlay, viewer_tiles,
-                                       write_evidence_files)
+                                       write_evidence_files, write_overview_overlay)
 from modeling.slide.heatmap import NEGATIVE_RGB, POSITIVE_RGB, ZERO_RGB, render_tile_heatmap
 from modeling.slide.tile_geojson import tiles_feature_collection
 from modeling.slide.tile_layout import TileLayout
@@ -55,7 +59,6 @@ def test_masking_the_most_relevant_tiles_lowers_the_answer_far_more_than_random_
     random = np.array(numbers["random_drops"])
     assert numbers["lesion_drop"] > 1.0                                  # the answer does rest on the lesion
     assert numbers["top_drop"] > random.max()
-    assert numbers["top_drop"] > random.mean() + 3 * random.std()
     assert numbers["top_drop"] > 0.5 * numbers["lesion_drop"]
     assert numbers["lesion_recall"] >= 8 / 9
     change = evidence.answer_log_likelihood - evidence.baseline_log_likelihood
@@ -197,6 +200,8 @@ def test_evidence_files_overlay_and_viewer_values(tmp_path):
     assert evidence_paths(tmp_path, "s1") == (tmp_path / "s1.evidence.geojson", tmp_path / "s1.evidence.png")
     thumbnail = Image.new("RGB", (50, 50), (200, 180, 200))
     assert overview_overlay(evidence, thumbnail.size).size == (50, 50)
+    with Image.open(write_overview_overlay(evidence, (50, 40), tmp_path / "overlay.png")) as overlay:
+        assert overlay.mode == "RGBA" and overlay.size == (50, 40)
     blended = blend_on_overview(evidence, thumbnail)
     assert blended.mode == "RGB" and blended.size == (50, 50)
     assert blended.getpixel((40, 40)) == (200, 180, 200) and blended.getpixel((10, 10)) != (200, 180, 200)
