@@ -7,6 +7,10 @@
   level's pixel frame the slide encoder indexes its position table by (`coords_level0_to_tiling`).
 - The slide pipeline's in-memory result (`from_extracted`).
 
+Tile features from an h5 or the slide pipeline also carry their level-0 geometry (`layout`, a
+`modeling.slide.tile_layout.TileLayout`: tile origins, tile size and, when recorded, the slide's size
+at level 0), which evidence heatmaps draw on; released slide tokens have none.
+
 Every problem (missing file, wrong shape, NaN, missing dataset or attribute) is a `ModelError`
 naming the file. `load_slide_inputs(path)` dispatches on the suffix through `LOADERS`.
 

@@ -2,8 +2,9 @@
 
 Values are signed and drawn with a diverging colour map (blue = negative, near-white = 0, red =
 positive), scaled by the largest magnitude (`scale`, so 0 is always the middle colour and the colour
-of a tile is proportional to its value). Outside every tile the image is fully transparent (no
-tissue, not tiled). Where tiles overlap, a pixel shows the mean of the tiles covering it.
+of a tile is proportional to its value; pass `scale`, e.g. a high percentile of |values|, to saturate
+a few extreme tiles and show the rest more strongly). Outside every tile the image is fully transparent
+(no tissue, not tiled). Where tiles overlap, a pixel shows the mean of the tiles covering it.
 
     rgba = render_tile_heatmap(values, layout, level0_per_px=64)       # [H, W, 4] uint8
     write_heatmap_png(values, layout, "out/slide.evidence.png")         # longer side <= 2048 px

@@ -31,11 +31,12 @@ class TileLayout:
         coords = np.asarray(self.coords_level0)
         if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) == 0:
             raise ValueError(f"TileLayout.coords_level0 must be [N, 2] with N >= 1, got shape {coords.shape}")
-        if not np.isfinite(coords).all() or (coords < 0).any():
-            raise ValueError("TileLayout.coords_level0 must be finite, non-negative level-0 pixel positions")
+        if not np.isfinite(coords).all():
+            raise ValueError("TileLayout.coords_level0 must be finite level-0 pixel positions")
         object.__setattr__(self, "coords_level0", coords.astype(np.int64))
         if int(self.tile_size_level0_px) != self.tile_size_level0_px or self.tile_size_level0_px <= 0:
-            raise ValueError(f"TileLayout.tile_size_level0_px must be a positive integer, got {self.tile_size_level0_px!r}")
+            raise ValueError("TileLayout.tile_size_level0_px must be a positive integer, got "
+                             f"{self.tile_size_level0_px!r}")
         object.__setattr__(self, "tile_size_level0_px", int(self.tile_size_level0_px))
         if self.level0_size_px is not None:
             width, height = (int(v) for v in self.level0_size_px)
