@@ -11,6 +11,7 @@ generation options change it (`modeling.generation_settings`).
 
     wsi-llava ask TCGA-XX.pt --question "What is the histological type?" --model ./wsi-llava-7b --load-4bit
     wsi-llava ask slide.svs -q "Describe the tumor." --temperature 0 --max-new-tokens 128
+    wsi-llava ask slide.h5 -q "Is there tumor?" --heatmap out/slide    # + out/slide.geojson, out/slide.png
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--feature-batch-size", type=int, default=64, help="tiles per batch (slide input)")
     parser.add_argument("--num-workers", type=int, help="tile-reading worker processes (slide input; default: "
                         "the slide pipeline's)")
+    parser.add_argument("--heatmap", metavar="OUT", help="after the answer, write which tiles it rests on: "
+                        "OUT.geojson (QuPath tile measurement 'relevance') and OUT.png; OUT is a path prefix, or an "
+                        "existing folder (then <slide>.evidence.geojson/.png inside); needs tile features (.h5 or "
+                        "a slide), not released .pt tokens")
     return parser
 
 
@@ -83,12 +88,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Input: {inputs.describe()}; slide tokens: {token_source}", flush=True)
         print(f"Q: {args.question}\nA: ", end="", flush=True)
         if settings.trim_answer:            # the trimmed answer is only known at the end
-            print(session.ask(args.question), flush=True)
+            answer = session.ask(args.question)
+            print(answer, flush=True)
         else:
+            pieces = []
             for piece in session.stream(args.question):
+                pieces.append(piece)
                 print(piece, end="", flush=True)
             print(flush=True)
+            answer = "".join(pieces).strip()
         print(f"[{_settings_line(session, settings)}]", file=sys.stderr)
+        if args.heatmap:
+            from modeling.evidence_outputs import explain_and_write
+
+            paths = explain_and_write(loaded.model, loaded.processor, inputs, args.question, answer, args.heatmap,
+                                      progress=lambda f, m: print(f"\r  {f:5.0%} {m}"[:100], end="",
+                                                                file=sys.stderr, flush=True),
+                                      template=session.template_name(settings))
+            print(file=sys.stderr)
+            print(f"Evidence heatmap: {paths['geojson']} (QuPath: File > Import objects), {paths['png']}", flush=True)
     except (ModelError, SlideError) as exc:
         print(f"wsi-llava ask: error: {exc}", file=sys.stderr)
         return 1

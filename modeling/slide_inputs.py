@@ -12,6 +12,10 @@ elsewhere, as WSIBench-pt releases them), None for tile features, whose tokens t
 `config.slide_token_source`; `slide_token_source(config)` gives the name in both cases (recorded on
 every prediction, so released tokens and our own can be told apart).
 
+Tile features from an h5 or the slide pipeline also carry their level-0 geometry (`layout`, a
+`modeling.slide.tile_layout.TileLayout`: tile origins, tile size and, when recorded, the slide's size
+at level 0), which evidence heatmaps draw on; released slide tokens have none.
+
 Every problem (missing file, wrong shape, NaN, missing dataset or attribute) is a `ModelError`
 naming the file. `load_slide_inputs(path)` dispatches on the suffix through `LOADERS`.
 
@@ -29,6 +33,7 @@ import torch
 
 from modeling.errors import ModelError
 from modeling.slide_token_sources import RELEASED_SLIDE_TOKENS
+from modeling.slide.tile_layout import TileLayout
 
 SLIDE_TOKENS = "slide_tokens"
 TILE_FEATURES = "tile_features"
@@ -43,6 +48,7 @@ class SlideInputs:
     coords_tiling_px: torch.Tensor | None = None   # [1, N, 2] (x, y) px at the tiling level
     tile_encoder: str | None = None                # the encoder the features came from, when recorded
     token_source: str | None = None                # slide tokens: RELEASED_SLIDE_TOKENS; tile features: None
+    layout: TileLayout | None = None               # level-0 tile geometry (evidence heatmaps), when known
 
     def __post_init__(self) -> None:
         if self.kind == SLIDE_TOKENS and self.token_source is None:
@@ -130,10 +136,12 @@ def from_extracted(extracted, source: str) -> SlideInputs:
     _check_finite(features, source, "features")
     try:
         coords_tiling = coords_level0_to_tiling(coords, int(attrs["patch_size_level0"]), int(attrs["patch_size"]))
+        layout = TileLayout.from_features(extracted, source)
     except ValueError as exc:
         raise ModelError(f"{source}: {exc}") from exc
     return SlideInputs(TILE_FEATURES, source, tile_features=features.unsqueeze(0),
-                       coords_tiling_px=coords_tiling.float().unsqueeze(0), tile_encoder=attrs.get("encoder"))
+                       coords_tiling_px=coords_tiling.float().unsqueeze(0), tile_encoder=attrs.get("encoder"),
+                       layout=layout)
 
 
 INPUT_KINDS = (SLIDE_TOKENS, TILE_FEATURES)

@@ -7,6 +7,8 @@ Modules (each says how to use it):
 - `tiling`: `tile_slide(...)`, tiles at a target MPP in level-0 coordinates.
 - `coords_h5`, `features_h5`: TRIDENT/CLAM-compatible coordinate and feature files.
 - `thumbnail`: overview PNG with contours and kept tiles.
+- `tile_layout`, `heatmap`, `tile_geojson`: where tiles lie at level 0; per-tile values as an RGBA heatmap
+  (PNG, overview overlay) and as QuPath tile measurements (GeoJSON), for evidence heatmaps.
 - `features`: `extract_slide_features(...)` with DataLoader workers.
 - `commands`, `batch`: the `wsi-llava tile` / `wsi-llava features` batch commands.
 - `errors`: `SlideError` and its subclasses; `files`: file sniffing, discovery; `provenance`: version, times.
