@@ -4,9 +4,10 @@
     wsi-llava features SLIDE_OR_DIR... --out DIR --encoder NAME [--coords DIR] [--batch-size N] [--workers N]
 
 `tile` writes per slide (TRIDENT layout): DIR/patches/<id>_patches.h5 (written last: it marks the slide
-done), DIR/contours_geojson/<id>.geojson, DIR/masks/<id>.png, DIR/thumbnails/<id>.png.
+done), DIR/contours_geojson/<id>.geojson, DIR/masks/<id>.png (1-bit), DIR/thumbnails/<id>.jpg.
 `features` writes DIR/<id>.h5. Both write DIR/summary.json, skip slides whose outputs exist (resume),
-and split the slides across processes with --shard i/n or torchrun/accelerate's RANK/WORLD_SIZE.
+and split the slides across processes with --shard i/n, torchrun/accelerate's RANK/WORLD_SIZE or a SLURM
+job array (`sbatch --array=0-7 ...`, see common/shards.py).
 Run `wsi-llava tile --help` / `wsi-llava features --help` for every option; exit codes are in batch.py.
 """
 
@@ -47,7 +48,12 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep tiles with at least this fraction on tissue (default 0.1)")
     parser.add_argument("--tissue-method", choices=TISSUE_METHODS, default="saturation",
                         help="Otsu on HSV saturation (default, stained slides) or on darkness")
-    parser.add_argument("--mask-mpp", type=float, default=4.0, help="resolution of the tissue mask (default 4 um/px)")
+    parser.add_argument("--mask-mpp", type=float, default=TissueConfig.mask_mpp,
+                        help=f"resolution of the tissue mask (default {TissueConfig.mask_mpp:g} um/px; the former "
+                        "default 4 reads 4x the pixels for nearly the same tiles)")
+    parser.add_argument("--openslide-view", action="store_true",
+                        help="decode the tissue view through OpenSlide only, not straight from the slide's JPEG "
+                        "tiles (slower; with --mask-mpp 4 the former default exactly)")
     parser.add_argument("--min-tissue-area", type=float, default=0.02, metavar="MM2",
                         help="drop tissue pieces smaller than this, in mm^2 (default 0.02)")
     parser.add_argument("--mpp", type=float, help="level-0 um/px for every slide (overrides metadata)")
@@ -58,12 +64,14 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue past failed slides (they are reported in summary.json; exit code 3)")
     parser.add_argument("--overwrite", action="store_true", help="redo slides whose outputs already exist")
     parser.add_argument("--shard", metavar="I/N", help="process slides I, I+N, ... (0-based); default: "
-                        "RANK/WORLD_SIZE from torchrun/accelerate, else all")
+                        "RANK/WORLD_SIZE from torchrun/accelerate and/or a SLURM job array (--array=0-N-1, "
+                        "optionally :step; SLURM_ARRAY_TASK_ID/_COUNT/_MIN/_STEP), else all")
 
 
 def _tiling_config(args) -> TilingConfig:
     tissue = TissueConfig(method=args.tissue_method, mask_mpp=args.mask_mpp,
-                          max_mask_mpp=max(2 * args.mask_mpp, TissueConfig().max_mask_mpp),
+                          max_mask_mpp=max(args.mask_mpp, TissueConfig.max_mask_mpp),
+                          direct_jpeg=not args.openslide_view,
                           min_tissue_area_mm2=args.min_tissue_area)
     return TilingConfig(target_mpp=args.target_mpp, tile_size_px=args.tile_size, overlap_px=args.overlap,
                         min_tissue_fraction=args.min_tissue_fraction, tissue=tissue)
@@ -108,7 +116,7 @@ def tile_outputs(out_dir: Path, slide_id: str) -> dict[str, Path]:
     return {"coords": out_dir / "patches" / f"{slide_id}_patches.h5",
             "geojson": out_dir / "contours_geojson" / f"{slide_id}.geojson",
             "mask": out_dir / "masks" / f"{slide_id}.png",
-            "thumbnail": out_dir / "thumbnails" / f"{slide_id}.png"}
+            "thumbnail": out_dir / "thumbnails" / f"{slide_id}.jpg"}
 
 
 def _relative(paths: dict[str, Path], out_dir: Path) -> dict[str, str]:
@@ -126,7 +134,7 @@ def _check_same(path: Path, existing: dict, wanted: dict) -> None:
 
 def _tile_one(item: SlideInput, args, config: TilingConfig, overrides: MppOverrides) -> Done:
     from modeling.slide.coords_h5 import read_coords_h5, write_tiling_h5
-    from modeling.slide.thumbnail import write_overview_png
+    from modeling.slide.thumbnail import write_overview
     from modeling.slide.tiling import tile_slide
     from modeling.slide.tissue import write_geojson, write_mask_png
 
@@ -142,7 +150,7 @@ def _tile_one(item: SlideInput, args, config: TilingConfig, overrides: MppOverri
     result = tile_slide(item.path, config=config, overrides=overrides)
     write_geojson(result.tissue, paths["geojson"], item.slide_id)
     write_mask_png(result.tissue, paths["mask"])
-    write_overview_png(result, paths["thumbnail"])
+    write_overview(result, paths["thumbnail"])
     if len(result) == 0:
         raise NoTissueError(f"{item.path}: no tile has >= {config.min_tissue_fraction:g} tissue (tissue area "
                             f"{result.tissue.tissue_area_mm2:.3f} mm^2); see {paths['thumbnail']}. Lower "

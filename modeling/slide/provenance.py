@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 
 PACKAGE_NAME = "wsi-llava-studio"
 
 
+@functools.cache
 def software_version() -> str:
     from importlib import metadata
 
