@@ -12,10 +12,13 @@ of its size directly from the DCT coefficients, so the work shrinks with the out
 It reads only what OpenSlide's own direct JPEG path reads (`openslide-decode-tiff.c`): tiled pages with
 JPEG compression, 8-bit, 3 samples, contiguous planes, photometric RGB or YCbCr, optional JPEGTables.
 Like OpenSlide, the JPEG colour space is taken from the TIFF photometric tag (Aperio writes RGB-coded
-JPEG without an Adobe marker), tiles are clipped at the right and bottom edges, and a tile with no bytes
-is unscanned glass (white here, where OpenSlide returns transparent and the reader composites on white).
-Everything else (other compressions, a tile that will not decode, a page whose tiles do not match its
-size) returns None, and the caller reads through OpenSlide, which then reports real errors properly.
+JPEG without an Adobe marker) and tiles are clipped at the right and bottom edges. Everything else
+returns None and the caller reads through OpenSlide, which then also reports real errors properly:
+other compressions, a tile that does not start a JPEG stream or whose frame is not the TIFF's tile size,
+a tile that fails to decode, and any file with a zero-length tile (OpenSlide's Aperio reader paints such
+tiles, and the coarser tiles over them, from finer levels; its generic-TIFF reader fails on them).
+One difference remains: a tile whose header is intact but whose compressed data is damaged decodes to
+whatever libjpeg makes of it, where OpenSlide refuses the read (it treats libjpeg warnings as errors).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class JpegTiffLevels:
             pages = _read_pages(data)
         except (ValueError, struct.error, IndexError):
             pages = None
-        if not pages:
+        if not pages or any((page.counts == 0).any() for page in pages):      # sparse: OpenSlide's business
             data.close()
             return None
         return cls(path, data, pages)
@@ -167,8 +170,6 @@ class JpegTiffLevels:
         size = len(self._data)
         try:
             for index, (offset, count) in enumerate(zip(page.offsets.tolist(), page.counts.tolist())):
-                if count == 0:
-                    continue                                                 # missing tile: glass
                 if offset + count > size or count < 4:
                     return None
                 data = self._data[offset:offset + count]
