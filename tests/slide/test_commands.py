@@ -289,3 +289,15 @@ def test_a_slurm_array_with_gaps_is_a_usage_error(small_slides, tmp_path, monkey
     err = capsys.readouterr().err
     assert "not one range MIN-MAX:STEP" in err and "--shard i/n" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()                                 # refused before anything was written
+
+
+def test_outputs_record_the_installed_version():
+    from importlib import metadata
+
+    from modeling.slide.provenance import PACKAGE_NAME, software_version
+
+    try:
+        installed = metadata.version(PACKAGE_NAME)
+    except metadata.PackageNotFoundError:
+        pytest.skip("the project is not installed here")
+    assert software_version() == f"{PACKAGE_NAME} {installed}"
