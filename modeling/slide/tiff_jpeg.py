@@ -167,17 +167,10 @@ class JpegTiffLevels:
         edge_pixels = np.empty((th, tw, 4), np.uint8)                       # right/bottom tiles, then clipped
         edge = Image.frombuffer("RGBX", (tw, th), edge_pixels, "raw", "RGBX", 0, 1)
         args = ("RGB", page.jpeg_color_space, reduction, 0)                  # rawmode, JPEG colour space, scale
-        size = len(self._data)
         try:
             for index, (offset, count) in enumerate(zip(page.offsets.tolist(), page.counts.tolist())):
-                if offset + count > size or count < 4:
-                    return None
-                data = self._data[offset:offset + count]
-                if prefix is not None:
-                    if not data.startswith(b"\xff\xd8"):
-                        return None
-                    data = prefix + data[2:]                                 # tables, then the tile's own markers
-                if _frame_size(data) != (page.tile_w, page.tile_h):
+                data = self._tile_stream(offset, count, prefix)
+                if data is None or _frame_size(data) != (page.tile_w, page.tile_h):
                     return None                                              # the decoder writes what the frame says
                 row, col = divmod(index, page.tiles_across)
                 x, y = col * tw, row * th
@@ -196,6 +189,15 @@ class JpegTiffLevels:
         except (OSError, ValueError, AttributeError, TypeError):             # AttributeError: another Pillow
             return None
         return _rgbx_to_rgb(pixels)
+
+    def _tile_stream(self, offset: int, count: int, prefix: bytes | None) -> bytes | None:
+        """One tile's JPEG stream, with the page's tables in front when it has them; None if implausible."""
+        if offset + count > len(self._data) or count < 4:
+            return None
+        data = self._data[offset:offset + count]
+        if prefix is None:
+            return data
+        return prefix + data[2:] if data.startswith(b"\xff\xd8") else None       # tables, then the tile's markers
 
     def close(self) -> None:
         self._data.close()
