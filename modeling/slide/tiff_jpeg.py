@@ -32,7 +32,6 @@ import numpy as np
 
 REDUCTIONS = (8, 4, 2, 1)            # what libjpeg's DCT scaling offers (1/8 .. 1/1)
 MAX_IFDS = 4096                      # a longer main IFD chain is treated as corrupt
-WHITE = 255
 
 _TAG_NAMES = {256: "width", 257: "height", 258: "bits", 259: "compression", 262: "photometric",
               277: "samples", 284: "planar", 322: "tile_w", 323: "tile_h", 324: "offsets", 325: "counts",
@@ -162,7 +161,7 @@ class JpegTiffLevels:
         tw, th = page.tile_w // reduction, page.tile_h // reduction
         out_w, out_h = -(-page.width // reduction), -(-page.height // reduction)
         # Tiles are decoded straight into numpy memory: an RGBX image mapped onto [H, W, 4] arrays.
-        pixels = np.full((out_h, out_w, 4), WHITE, np.uint8)
+        pixels = np.empty((out_h, out_w, 4), np.uint8)                      # every pixel is some tile's
         canvas = Image.frombuffer("RGBX", (out_w, out_h), pixels, "raw", "RGBX", 0, 1)
         edge_pixels = np.empty((th, tw, 4), np.uint8)                       # right/bottom tiles, then clipped
         edge = Image.frombuffer("RGBX", (tw, th), edge_pixels, "raw", "RGBX", 0, 1)
