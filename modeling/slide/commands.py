@@ -49,8 +49,9 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tissue-method", choices=TISSUE_METHODS, default="saturation",
                         help="Otsu on HSV saturation (default, stained slides) or on darkness")
     parser.add_argument("--mask-mpp", type=float, default=TissueConfig.mask_mpp,
-                        help=f"resolution of the tissue mask (default {TissueConfig.mask_mpp:g} um/px; the former "
-                        "default 4 reads 4x the pixels for nearly the same tiles)")
+                        help=f"resolution of the tissue mask (default {TissueConfig.mask_mpp:g} um/px; slides "
+                        f"under {TissueConfig.min_mask_px} px at it get {TissueConfig.small_slide_mask_mpp:g} um/px; "
+                        "--mask-mpp 4 is the former default: 4x the pixels for nearly the same tiles)")
     parser.add_argument("--openslide-view", action="store_true",
                         help="decode the tissue view through OpenSlide only, not straight from the slide's JPEG "
                         "tiles (slower; with --mask-mpp 4 the former default exactly)")

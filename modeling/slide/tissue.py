@@ -1,13 +1,15 @@
 """Tissue detection on a low-resolution view of a slide: mask, contours and QuPath GeoJSON.
 
 Method (`TissueConfig`, all sizes in microns so results do not depend on the scan resolution):
-1. read the slide at `mask_mpp` (default 8 um/px) from the coarsest pyramid level that is fine enough
-   (a level up to `max_mask_mpp`, default 8 um/px, is used as it is, so a slide whose only coarse level
-   is 8 um/px is never upsampled); Aperio and generic JPEG TIFFs are decoded straight from that level's
-   JPEG tiles, shrunk while decoding (`reader.Slide.read_downsampled`, `tiff_jpeg`), OpenSlide otherwise.
-   8 um/px keeps the tiles the former 4 um/px default kept to within 0.1% on the synthetic 24,576 x
-   20,480, 65,536^2 and two-level 40,000 x 30,000 slides, at a quarter of the pixels
-   (tests/slide/test_views.py); `mask_mpp=4.0, direct_jpeg=False` is the former default exactly;
+1. read the slide at `mask_mpp` (default 8 um/px; a slide whose longer side would then be under
+   `min_mask_px` = 1024 px, i.e. under 8.2 mm, at `small_slide_mask_mpp` = 4 um/px instead) from
+   the coarsest pyramid level that is fine enough (a level up to `max_mask_mpp`, default 8 um/px, is used
+   as it is, so a slide whose only coarse level is 8 um/px is never upsampled). Aperio and generic JPEG
+   TIFFs are decoded straight from that level's JPEG tiles, shrunk while decoding (`tiff_jpeg`),
+   OpenSlide otherwise. On large slides 8 um/px keeps the tiles the former fixed 4 um/px kept to within
+   0.3% from a quarter of the pixels (tests/slide/test_views.py, benchmarks/slide_tiling.py), and small
+   slides, where the view is cheap anyway, keep their former mask;
+   `mask_mpp=4.0, direct_jpeg=False` is the former default exactly;
 2. median-blur, then Otsu's threshold on HSV saturation (stained tissue is coloured, glass is grey or
    white) or on darkness (`method="luminance"`), never below `min_threshold` so a blank slide is blank;
 3. morphological closing then opening (elliptic kernels of `closing_um` / `opening_um`);
@@ -36,7 +38,9 @@ TISSUE_METHODS = ("saturation", "luminance")
 @dataclass(frozen=True)
 class TissueConfig:
     method: str = "saturation"          # "saturation" (H&E and most stains) or "luminance" (unstained/grey)
-    mask_mpp: float = 8.0               # um/px of the view the mask is computed on
+    mask_mpp: float = 8.0               # um/px of the view the mask is computed on...
+    min_mask_px: int = 1024             # ...unless the slide's longer side would be fewer px at it:
+    small_slide_mask_mpp: float = 4.0   # then this (when finer than mask_mpp)
     max_mask_mpp: float = 8.0           # use an existing level up to this coarse instead of reading a finer one
     direct_jpeg: bool = True            # decode the view from JPEG tiles where possible (False: OpenSlide only)
     blur_um: float = 16.0               # median blur aperture
@@ -52,6 +56,9 @@ class TissueConfig:
             raise ValueError(f"tissue method {self.method!r} is not one of {TISSUE_METHODS}")
         if not 0 < self.mask_mpp <= self.max_mask_mpp:
             raise ValueError(f"need 0 < mask_mpp ({self.mask_mpp}) <= max_mask_mpp ({self.max_mask_mpp})")
+        if self.min_mask_px < 0 or not self.small_slide_mask_mpp > 0:
+            raise ValueError(f"need min_mask_px >= 0 and small_slide_mask_mpp > 0, got {self.min_mask_px}, "
+                             f"{self.small_slide_mask_mpp}")
         if not 0 <= self.min_threshold <= 255:
             raise ValueError(f"min_threshold {self.min_threshold} must be in 0..255")
         for name in ("blur_um", "closing_um", "opening_um", "min_tissue_area_mm2", "min_hole_area_mm2",
@@ -62,6 +69,13 @@ class TissueConfig:
     @property
     def method_name(self) -> str:
         return f"otsu-{self.method}"
+
+    def mask_mpp_for(self, longer_side_um: float) -> float:
+        """The mask resolution for a slide whose longer side is `longer_side_um` microns. Two values only,
+        not a continuum: odd kernel sizes and tile boxes in mask px stay as on the slides tuned for."""
+        if longer_side_um / self.mask_mpp < self.min_mask_px:
+            return min(self.mask_mpp, self.small_slide_mask_mpp)
+        return self.mask_mpp
 
 
 @dataclass
@@ -196,7 +210,8 @@ def detect_tissue(slide: Slide, config: TissueConfig | None = None) -> TissueMas
     """Find tissue on a low-resolution view of `slide` (needs its MPP; raises `MppError` otherwise)."""
     config = config or TissueConfig()
     level0_mpp = slide.mpp
-    wanted_downsample = max(config.mask_mpp / level0_mpp, 1.0)
+    wanted_mpp = config.mask_mpp_for(max(slide.dimensions) * level0_mpp)
+    wanted_downsample = max(wanted_mpp / level0_mpp, 1.0)
     # Prefer an existing level up to max_mask_mpp over shrinking a much larger finer level.
     coarse_level = slide.best_level_for_downsample(max(config.max_mask_mpp / level0_mpp, 1.0))
     downsample = max(wanted_downsample, slide.level_downsamples[coarse_level])

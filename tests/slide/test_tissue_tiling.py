@@ -106,14 +106,14 @@ def test_mask_png_and_overview(aperio_05, tmp_path, overview_name, image_format)
     write_mask_png(result.tissue, tmp_path / "mask.png")
     write_overview(result, tmp_path / overview_name)
     with Image.open(tmp_path / "mask.png") as mask:
-        assert mask.size == (256, 256) and mask.mode == "1"                           # 8 um/px, 1 bit
-        assert float(mask.text["wsi_llava:downsample_from_level0"]) == pytest.approx(16.0)
+        assert mask.size == (512, 512) and mask.mode == "1"               # a 2 mm slide: 4 um/px, 1 bit
+        assert float(mask.text["wsi_llava:downsample_from_level0"]) == pytest.approx(8.0)
         assert np.array_equal(np.asarray(mask), result.tissue.mask)
         assert set(np.unique(np.asarray(mask.convert("L")))) == {0, 255}
     with Image.open(tmp_path / overview_name) as overview:
         assert overview.format == image_format
         pixels = np.asarray(overview.convert("RGB")).reshape(-1, 3)
-    assert overview.size == (256, 256)
+    assert overview.size == (512, 512)
     assert (np.abs(pixels - [20, 160, 60]).sum(axis=1) < 60).any()                   # contours drawn
     assert not list(tmp_path.glob(".*tmp*"))                                         # no temporary leftovers
 
@@ -132,3 +132,4 @@ def test_tiling_attrs_record_method_and_resolution(aperio_05):
     assert attrs["tissue_method"] == "otsu-saturation"
     params = json.loads(attrs["tissue_params"])
     assert params["mask_mpp"] == 8.0 and params["direct_jpeg"] is True and params["threshold_used"] >= 20
+    assert params["mask_mpp_actual"] == pytest.approx(4.0)                         # a 2 mm slide: the finer mask

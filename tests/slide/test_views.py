@@ -15,6 +15,7 @@ from tests.helpers import synthetic_slides as synth
 from tests.slide import tiff_variants
 
 REFERENCE = TilingConfig(tissue=TissueConfig(mask_mpp=4.0, direct_jpeg=False))     # the former default
+EIGHT_UM = TilingConfig(tissue=TissueConfig(min_mask_px=0))      # the default's 8 um/px, whatever the slide size
 
 
 @pytest.fixture(scope="session")
@@ -139,11 +140,19 @@ def test_a_frame_of_another_size_than_the_tiff_tile_is_refused(tmp_path):
         levels.close()
 
 
-# --- the tiles kept: new default (8 um/px, direct JPEG) against the former default (4 um/px, OpenSlide) ---
+# --- the tiles kept: the default's 8 um/px direct view against the former default (4 um/px, OpenSlide) ---
+
+def test_slides_under_8_mm_keep_the_4_um_mask():
+    config = TissueConfig()
+    assert config.mask_mpp_for(8192.0) == 8.0 and config.mask_mpp_for(8191.0) == 4.0
+    assert TissueConfig(mask_mpp=4.0).mask_mpp_for(100.0) == 4.0
+    assert TissueConfig(mask_mpp=2.0).mask_mpp_for(100.0) == 2.0                # never coarser than asked
+    assert TissueConfig(min_mask_px=0).mask_mpp_for(100.0) == 8.0
 
 @pytest.fixture(scope="session")
 def large_slides(slide_dir):
-    """40x (0.25 um/px) slides with five tissue pieces: a full pyramid and one with a single reduced level."""
+    """40x (0.25 um/px) slides with five tissue pieces: a full pyramid and one with a single reduced level.
+    (3 mm: the default gives them the 4 um/px mask; the tests ask for 8 um/px as on slides over 8 mm.)"""
     return {"pyramid": synth.write_large_sparse_aperio(slide_dir / "pyramid.svs", 12288, 12288, mpp=0.25,
                                                        downsamples=(1, 4, 16)),
             "two-level": synth.write_large_sparse_aperio(slide_dir / "two_level.svs", 12288, 10240, mpp=0.25,
@@ -151,9 +160,9 @@ def large_slides(slide_dir):
 
 
 @pytest.mark.parametrize("shape", ["pyramid", "two-level"])
-def test_the_default_keeps_the_tiles_the_former_default_kept(large_slides, shape):
+def test_the_8_um_view_keeps_the_tiles_the_former_default_kept(large_slides, shape):
     synthetic = large_slides[shape]
-    fast, reference = tile_slide(synthetic.path), tile_slide(synthetic.path, config=REFERENCE)
+    fast, reference = tile_slide(synthetic.path, config=EIGHT_UM), tile_slide(synthetic.path, config=REFERENCE)
     assert fast.tissue.mask_mpp == pytest.approx(8.0) and reference.tissue.mask_mpp == pytest.approx(4.0)
     kept, before = ({tuple(xy) for xy in r.coords_level0.tolist()} for r in (fast, reference))
     differing = kept ^ before
