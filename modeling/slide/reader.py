@@ -72,8 +72,9 @@ class _OpenSlideBackend:
             return np.asarray(region.convert("RGB"))
         return rgba_to_rgb(np.asarray(region))
 
-    def read_level_reduced(self, level: int, reduction: int) -> np.ndarray | None:
-        """The whole level at 1/`reduction` straight from its JPEG tiles, or None (then read regions)."""
+    def read_level_bands(self, level: int, reduction: int, max_px: int):
+        """The level at 1/`reduction` straight from its JPEG tiles, as `JpegTiffLevels.bands` yields it,
+        or None where that path does not apply (then read regions)."""
         if self._jpeg_levels is None:
             from modeling.slide.tiff_jpeg import JpegTiffLevels
 
@@ -82,7 +83,7 @@ class _OpenSlideBackend:
         if not self._jpeg_levels:
             return None
         page = self._jpeg_levels.page_for(*self.level_dimensions[level])
-        return None if page is None else self._jpeg_levels.decode(page, reduction)
+        return None if page is None else self._jpeg_levels.bands(page, reduction, max_px)
 
     def close(self) -> None:
         self._osr.close()
@@ -126,7 +127,7 @@ class _ImageBackend:
             out[y0 - y:y1 - y, x0 - x:x1 - x] = self._rgba[y0:y1, x0:x1]
         return rgba_to_rgb(out)
 
-    def read_level_reduced(self, level: int, reduction: int) -> None:
+    def read_level_bands(self, level: int, reduction: int, max_px: int) -> None:
         return None                                                         # held in memory: regions are cheap
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ of its size directly from the DCT coefficients, so the work shrinks with the out
     levels = JpegTiffLevels.open(path)            # None: not a TIFF, or no page this module can read
     page = levels.page_for(width, height)         # the tiled JPEG page of an OpenSlide level, or None
     view = levels.decode(page, reduction=4)       # [ceil(h/4), ceil(w/4), 3] uint8, None on any problem
+    for y0, y1, band in levels.bands(page, 4, max_px=2**24): ...   # the same, in bounded memory
 
 It reads only what OpenSlide's own direct JPEG path reads (`openslide-decode-tiff.c`): tiled pages with
 JPEG compression, 8-bit, 3 samples, contiguous planes, photometric RGB or YCbCr, optional JPEGTables.
@@ -146,9 +147,11 @@ class JpegTiffLevels:
         matches = [page for page in self.pages if (page.width, page.height) == (width, height)]
         return matches[0] if len(matches) == 1 else None
 
-    def decode(self, page: JpegPage, reduction: int) -> np.ndarray | None:
-        """The whole page at 1/`reduction` (1, 2, 4 or 8) as RGB [ceil(h/r), ceil(w/r), 3]; None when
-        any tile cannot be decoded this way (the caller then reads through OpenSlide)."""
+    def decode(self, page: JpegPage, reduction: int, tile_rows: tuple[int, int] | None = None
+               ) -> np.ndarray | None:
+        """Tile rows [r0, r1) of the page (default: all) at 1/`reduction` (1, 2, 4 or 8) as RGB
+        [ceil(rows_px / r), ceil(w / r), 3]; None when any tile cannot be decoded this way (the caller then
+        reads through OpenSlide)."""
         from PIL import Image
 
         if reduction not in REDUCTIONS or page.tile_w % reduction or page.tile_h % reduction:
@@ -158,16 +161,19 @@ class JpegTiffLevels:
             if not (page.tables.startswith(b"\xff\xd8") and page.tables.endswith(b"\xff\xd9")):
                 return None
             prefix = page.tables[:-2]                                        # SOI + tables, without EOI
+        first, last = tile_rows or (0, page.tiles_down)
         tw, th = page.tile_w // reduction, page.tile_h // reduction
-        out_w, out_h = -(-page.width // reduction), -(-page.height // reduction)
+        out_w = -(-page.width // reduction)
+        out_h = -(-(min(last * page.tile_h, page.height) - first * page.tile_h) // reduction)
         # Tiles are decoded straight into numpy memory: an RGBX image mapped onto [H, W, 4] arrays.
         pixels = np.empty((out_h, out_w, 4), np.uint8)                      # every pixel is some tile's
         canvas = Image.frombuffer("RGBX", (out_w, out_h), pixels, "raw", "RGBX", 0, 1)
         edge_pixels = np.empty((th, tw, 4), np.uint8)                       # right/bottom tiles, then clipped
         edge = Image.frombuffer("RGBX", (tw, th), edge_pixels, "raw", "RGBX", 0, 1)
         args = ("RGB", page.jpeg_color_space, reduction, 0)                  # rawmode, JPEG colour space, scale
+        span = slice(first * page.tiles_across, last * page.tiles_across)
         try:
-            for index, (offset, count) in enumerate(zip(page.offsets.tolist(), page.counts.tolist())):
+            for index, (offset, count) in enumerate(zip(page.offsets[span].tolist(), page.counts[span].tolist())):
                 data = self._tile_stream(offset, count, prefix)
                 if data is None or _frame_size(data) != (page.tile_w, page.tile_h):
                     return None                                              # the decoder writes what the frame says
@@ -188,6 +194,18 @@ class JpegTiffLevels:
         except (OSError, ValueError, AttributeError, TypeError):             # AttributeError: another Pillow
             return None
         return _rgbx_to_rgb(pixels)
+
+    def bands(self, page: JpegPage, reduction: int, max_px: int):
+        """The page decoded band by band, each at most about `max_px` decoded pixels (whole tile rows):
+        yields (y0, y1, pixels) with level rows [y0, y1) and `decode`'s pixels, or None (then stop: the
+        direct path failed)."""
+        rows = max(1, max_px // max(1, -(-page.width // reduction) * (page.tile_h // reduction)))
+        for first in range(0, page.tiles_down, rows):
+            last = min(first + rows, page.tiles_down)
+            pixels = self.decode(page, reduction, (first, last))
+            yield first * page.tile_h, min(last * page.tile_h, page.height), pixels
+            if pixels is None:
+                return
 
     def _tile_stream(self, offset: int, count: int, prefix: bytes | None) -> bytes | None:
         """One tile's JPEG stream, with the page's tables in front when it has them; None if implausible."""

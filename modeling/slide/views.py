@@ -18,6 +18,8 @@ import numpy as np
 
 from modeling.slide.tiff_jpeg import REDUCTIONS
 
+MAX_BAND_PX = 2**24                   # decoded px per band of the direct path (~64 MiB RGBX + 48 MiB RGB)
+
 
 @dataclass(frozen=True)
 class ViewPlan:
@@ -61,21 +63,31 @@ def _place(pixels: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def read_view_direct(backend, plan: ViewPlan) -> np.ndarray | None:
-    """The view decoded straight from the level's JPEG tiles, or None where that path does not apply."""
-    reduced = backend.read_level_reduced(plan.level, plan.reduction)      # [ceil(lh / r), ceil(lw / r), 3]
-    if reduced is None:
+def read_view_direct(backend, plan: ViewPlan, max_band_px: int = MAX_BAND_PX) -> np.ndarray | None:
+    """The view decoded straight from the level's JPEG tiles, band by band (memory stays bounded on
+    single-level slides), or None where that path does not apply or fails."""
+    bands = backend.read_level_bands(plan.level, plan.reduction, max_band_px)
+    if bands is None:
         return None
-    level_w, level_h = plan.level_size
-    width = min(round(level_w / plan.scale), plan.out_size[0])
-    height = min(round(level_h / plan.scale), plan.out_size[1])
-    if width < 1 or height < 1:
-        return None
-    if plan.reduction == plan.scale:                                    # DCT scaling did it all
-        reduced = np.ascontiguousarray(reduced[:height, :width])
-    else:                                                               # area-resize what is left
-        reduced = _resize(reduced, width, height)
-    return _place(reduced, plan.out_size)
+    (level_w, level_h), (out_w, out_h), scale = plan.level_size, plan.out_size, plan.scale
+    width = min(round(level_w / scale), out_w)
+    out = None
+    for y0, y1, pixels in bands:                              # pixels: [ceil((y1 - y0) / r), ceil(lw / r), 3]
+        if pixels is None:
+            return None
+        oy0, oy1 = min(round(y0 / scale), out_h), min(round(y1 / scale), out_h)
+        if width < 1 or oy1 <= oy0:
+            continue
+        if plan.reduction == scale:                           # DCT scaling did it all: crop the partial pixel
+            part = np.ascontiguousarray(pixels[:oy1 - oy0, :width])
+        else:                                                 # area-resize what is left
+            part = _resize(pixels, width, oy1 - oy0)
+        if out is None and y0 == 0 and y1 == level_h:
+            return _place(part, plan.out_size)                # one band: no view to copy into
+        if out is None:
+            out = np.full((out_h, out_w, 3), 255, np.uint8)
+        out[oy0:oy0 + part.shape[0], :width] = part
+    return out
 
 
 def read_view_chunks(read_region_array, plan: ViewPlan, max_chunk_px: int = 4096) -> np.ndarray:

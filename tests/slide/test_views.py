@@ -14,6 +14,11 @@ from modeling.slide.views import ViewPlan
 from tests.helpers import synthetic_slides as synth
 from tests.slide import tiff_variants
 
+def direct_view(slide, downsample, **options):
+    """The direct path alone (None where it declines)."""
+    return views.read_view_direct(slide._backend, ViewPlan.for_slide(slide, downsample), **options)
+
+
 REFERENCE = TilingConfig(tissue=TissueConfig(mask_mpp=4.0, direct_jpeg=False))     # the former default
 EIGHT_UM = TilingConfig(tissue=TissueConfig(min_mask_px=0))      # the default's 8 um/px, whatever the slide size
 
@@ -49,6 +54,29 @@ def test_the_direct_view_matches_openslide(jpeg_slides, kind, downsample, monkey
         assert difference.mean() < 0.5 and np.percentile(difference, 99.9) <= 12 and difference.max() <= 32
 
 
+@pytest.mark.parametrize("downsample", [4, 6])            # level 1 at 1/2 by DCT alone; 1/2 then an area resize
+def test_bands_bound_the_memory_and_join_without_a_seam(jpeg_slides, downsample, monkeypatch):
+    with open_slide(jpeg_slides["aperio-ycbcr"]) as slide:           # level 1: 3072 px, 12 tile rows
+        whole = direct_view(slide, downsample)
+        bands, original = [], slide._backend.read_level_bands
+
+        def counted(*args):
+            for band in original(*args):
+                bands.append(band[:2])
+                yield band
+
+        monkeypatch.setattr(slide._backend, "read_level_bands", counted)
+        banded = direct_view(slide, downsample, max_band_px=(3072 // 2) * (256 // 2) * 5)   # 5 tile rows a band
+        reference = slide.read_downsampled(downsample, direct_jpeg=False)
+    assert bands == [(0, 1280), (1280, 2560), (2560, 3072)]
+    assert banded.shape == whole.shape == reference.shape
+    if downsample == 4:
+        assert np.array_equal(banded, whole)
+    else:                                                            # bands resized apart: like OpenSlide chunks
+        assert np.abs(banded.astype(np.int16) - whole).mean() < 0.5
+    assert np.abs(banded.astype(np.int16) - reference).mean() < 0.5
+
+
 def test_the_colour_space_comes_from_the_tiff_tag(jpeg_slides):
     """The RGB-coded tiles carry no Adobe marker: decoded as JPEG files guess (YCbCr) they are far off."""
     from PIL import Image
@@ -74,7 +102,7 @@ def test_layouts_the_direct_path_cannot_read_go_through_openslide(slide_dir, tmp
     assert JpegTiffLevels.open(zlib.path) is None
     for path in (zlib.path, plain.path):
         with open_slide(path) as slide:
-            assert slide._backend.read_level_reduced(slide.level_count - 1, 2) is None
+            assert direct_view(slide, 8) is None
             width, height = slide.dimensions
             assert slide.read_downsampled(8).shape == (height // 8, width // 8, 3)
 
@@ -93,7 +121,7 @@ def test_a_damaged_tile_of_the_view_level_is_reported_by_openslide(tmp_path):
         handle.seek(offset)
         handle.write(b"\x00" * count)
     with open_slide(slide.path) as opened:
-        assert opened._backend.read_level_reduced(1, 4) is None      # declined: not a JPEG stream
+        assert direct_view(opened, 16) is None                       # declined: not a JPEG stream
         with pytest.raises(SlideReadError, match="corrupt or missing tile"):
             tile_slide(opened)
 
@@ -112,7 +140,7 @@ def test_a_slide_with_a_zero_length_tile_is_read_by_openslide(tmp_path):
         handle.seek(position + 5 * size)
         handle.write(b"\x00" * size)
     with open_slide(slide.path) as opened:
-        assert opened._backend.read_level_reduced(1, 1) is None
+        assert direct_view(opened, 4) is None
         view = opened.read_downsampled(4)
     assert (view[256:512, 256:512] < 250).any()                      # painted from level 0 by OpenSlide
 
