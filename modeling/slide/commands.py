@@ -14,10 +14,12 @@ Run `wsi-llava tile --help` / `wsi-llava features --help` for every option; exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from common.atomic import remove_stale_temps
 from modeling.slide.batch import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -28,12 +30,10 @@ from modeling.slide.batch import (
     resolve_shard,
     run_batch,
 )
+from modeling.slide.config import TISSUE_METHODS, TilingConfig, TissueConfig
 from modeling.slide.errors import CoordsFileError, NoTissueError, SlideError
 from modeling.slide.files import SlideInput, discover_slides
 from modeling.slide.mpp import MppOverrides
-from common.atomic import remove_stale_temps
-from modeling.slide.tiling import TilingConfig
-from modeling.slide.tissue import TISSUE_METHODS, TissueConfig
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +163,16 @@ def _tile_one(item: SlideInput, args, config: TilingConfig, overrides: MppOverri
     return Done(len(result), _relative(paths, args.out), warnings)
 
 
+def _without_blas_threads() -> None:
+    """`wsi-llava tile` does no linear algebra, but OpenBLAS (loaded with numpy) starts a thread per core that
+    spins for ~0.1 s: a third of the command's CPU time on 2 cores. One thread, unless the user chose (only
+    before numpy is imported: afterwards the threads exist; the features command keeps its BLAS threads)."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def tile_main(argv: list[str] | None = None) -> int:
+    _without_blas_threads()
     parser = argparse.ArgumentParser(prog="wsi-llava tile", description=(
         "Find tissue and tile slides at a target resolution. Writes per slide a TRIDENT-compatible coords h5 "
         "(patches/), tissue contours as QuPath GeoJSON (contours_geojson/), the tissue mask (masks/) and a "

@@ -301,3 +301,21 @@ def test_outputs_record_the_installed_version():
     except metadata.PackageNotFoundError:
         pytest.skip("the project is not installed here")
     assert software_version() == f"{PACKAGE_NAME} {installed}"
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("3", "3")])
+def test_tile_starts_no_blas_threads_unless_asked(small_slides, tmp_path, preset, expected):
+    """numpy is not loaded until the tile command has capped OpenBLAS at one thread (a user's value wins)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from modeling.slide.commands import tile_main; assert 'numpy' not in sys.modules; "
+            f"code = tile_main([{str(small_slides / 'alpha.svs')!r}, '--out', {str(tmp_path / 'o')!r}]); "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], code)")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    if preset:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == [expected, "0"]

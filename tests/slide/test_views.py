@@ -14,6 +14,7 @@ from modeling.slide.views import ViewPlan
 from tests.helpers import synthetic_slides as synth
 from tests.slide import tiff_variants
 
+
 def direct_view(slide, downsample, **options):
     """The direct path alone (None where it declines)."""
     return views.read_view_direct(slide._backend, ViewPlan.for_slide(slide, downsample), **options)
@@ -79,8 +80,9 @@ def test_bands_bound_the_memory_and_join_without_a_seam(jpeg_slides, downsample,
 
 def test_the_colour_space_comes_from_the_tiff_tag(jpeg_slides):
     """The RGB-coded tiles carry no Adobe marker: decoded as JPEG files guess (YCbCr) they are far off."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     with open_slide(jpeg_slides["aperio-tables-rgb"]) as slide:
         reference = slide.read_region_array((0, 0), 1, (256, 256))
