@@ -2,8 +2,8 @@
 
 Plain validated dataclasses that import nothing heavy, so the command line can build its parser and
 settings before numpy, OpenCV or OpenSlide load (`modeling.slide.commands`). `tissue` and `tiling` use
-them (and re-export them: `from modeling.slide.tiling import TilingConfig` keeps working); what each
-field does is described there.
+them, describe the methods they drive, and re-export them (`from modeling.slide.tiling import
+TilingConfig` keeps working).
 """
 
 from __future__ import annotations
