@@ -1,13 +1,14 @@
 """Batch runs over many slides: sharding, per-slide outcomes, one merged `summary.json`.
 
 - `resolve_shard("2/8")` -> this process's share: slides i, i+n, ... of the sorted list. Without
-  `--shard`, `RANK`/`WORLD_SIZE` (set by `torchrun` and `accelerate launch`) are used; otherwise one shard.
+  `--shard`, `RANK`/`WORLD_SIZE` (set by `torchrun` and `accelerate launch`) and SLURM job arrays
+  (`SLURM_ARRAY_TASK_ID`, ...) are used, as `common.shards` describes; otherwise one shard.
 - `SummaryWriter` records each slide's outcome in `<out>/.summary-parts/<command>-shard-<i>-of-<n>.json`
   (atomic rewrites, at most every few seconds and at the end) and merges all parts into
   `<out>/summary.json` under a file lock, so several processes share one summary; the newest outcome
   of a slide wins, and entries of earlier runs stay until the slide is processed again.
-- `run_batch` drives the loop: tqdm bar, `SlideError` -> "failed" (stop unless `skip_errors`),
-  Ctrl-C -> summary written, exit code 130.
+- `run_batch` drives the loop: a tqdm bar (several slides, stderr a terminal), `SlideError` -> "failed"
+  (stop unless `skip_errors`), Ctrl-C -> summary written, exit code 130.
 
 Exit codes: 0 all slides done or skipped; 1 stopped at a failure; 2 usage error; 3 finished with
 failures under --skip-errors; 130 interrupted.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import sys
 import time
 import traceback
@@ -26,10 +26,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common import shards
+from common.atomic import atomic_write_json
+from common.shards import Shard
 from modeling.errors import ModelError
 from modeling.slide.errors import SlideError
 from modeling.slide.files import SlideInput
-from common.atomic import atomic_write_json
 from modeling.slide.provenance import software_version, utc_now
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -42,38 +44,13 @@ class UsageError(Exception):
     """A command-line problem (bad --shard, no inputs, an output folder of another command)."""
 
 
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    count: int
-    source: str                    # "--shard", "RANK/WORLD_SIZE" or "single process"
-
-    @property
-    def label(self) -> str:
-        return f"{self.index}/{self.count}"
-
-    def select(self, slides: list[SlideInput]) -> list[SlideInput]:
-        return slides[self.index::self.count]
-
-
 def resolve_shard(flag: str | None, environ=None) -> Shard:
-    environ = os.environ if environ is None else environ
-    if flag:
-        try:
-            index_text, count_text = flag.split("/")
-            index, count = int(index_text), int(count_text)
-        except ValueError as exc:
-            raise UsageError(f"--shard {flag!r}: expected i/n with 0 <= i < n, e.g. --shard 0/4.") from exc
-        if not 0 <= index < count:
-            raise UsageError(f"--shard {flag!r}: need 0 <= i < n (shards are numbered from 0).")
-        return Shard(index, count, "--shard")
-    world = environ.get("WORLD_SIZE")
-    if world and int(world) > 1:
-        rank = int(environ.get("RANK", "0"))
-        if not 0 <= rank < int(world):
-            raise UsageError(f"RANK={rank} is outside WORLD_SIZE={world}.")
-        return Shard(rank, int(world), "RANK/WORLD_SIZE")
-    return Shard(0, 1, "single process")
+    """`common.shards.resolve_shard` (--shard, RANK/WORLD_SIZE, SLURM job arrays) with its errors as
+    `UsageError`s, which the commands print as one line and exit 2."""
+    try:
+        return shards.resolve_shard(flag, environ)
+    except shards.ShardError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 @dataclass
@@ -182,24 +159,34 @@ class SummaryWriter:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _say(message: str) -> None:
+def _progress_bar(slides: list[SlideInput], command: str):
+    """A tqdm bar over the slides, or None: one slide, or stderr not a terminal (logs, pipes, SLURM
+    output files) shows none, and then tqdm is not even imported (it costs ~30 ms of start-up)."""
+    stream = sys.stderr
+    if len(slides) < 2 or not (hasattr(stream, "isatty") and stream.isatty()):
+        return None
     from tqdm import tqdm
 
-    tqdm.write(message, file=sys.stderr)
+    return tqdm(slides, desc=f"{command}: slides", unit="slide", file=stream, dynamic_ncols=True)
+
+
+def _say(message: str, bar=None) -> None:
+    if bar is None:
+        print(message, file=sys.stderr, flush=True)
+    else:
+        bar.write(message, file=sys.stderr)
 
 
 def run_batch(slides: list[SlideInput], process: Callable[[SlideInput], Done], summary: SummaryWriter, *,
               skip_errors: bool, command: str) -> int:
     """Run `process` on each slide, recording outcomes; returns the command's exit code."""
-    from tqdm import tqdm
-
     failures = 0
-    bar = tqdm(slides, desc=f"{command}: slides", unit="slide", file=sys.stderr, dynamic_ncols=True,
-               disable=None)
+    bar = _progress_bar(slides, command)
     summary.flush()
     try:
-        for item in bar:
-            bar.set_postfix_str(item.slide_id[:40])
+        for item in (slides if bar is None else bar):
+            if bar is not None:
+                bar.set_postfix_str(item.slide_id[:40])
             started = time.perf_counter()
             outcome = SlideOutcome(item.slide_id, str(item.path), "done", shard=summary.shard.label)
             unexpected = None
@@ -219,21 +206,22 @@ def run_batch(slides: list[SlideInput], process: Callable[[SlideInput], Done], s
             summary.record(outcome)
             if outcome.status == "failed":
                 failures += 1
-                _say(f"wsi-llava {command}: {item.slide_id} failed: {outcome.error}")
+                _say(f"wsi-llava {command}: {item.slide_id} failed: {outcome.error}", bar)
                 if unexpected is not None:
-                    _say("".join(traceback.format_exception(unexpected)))
+                    _say("".join(traceback.format_exception(unexpected)), bar)
                 if not skip_errors:
                     summary.flush()
                     _say(f"wsi-llava {command}: stopping (use --skip-errors to continue past failed slides). "
-                         f"Summary: {summary.summary_path}")
+                         f"Summary: {summary.summary_path}", bar)
                     return EXIT_FAILED
     except KeyboardInterrupt:
         summary.flush()
         _say(f"wsi-llava {command}: interrupted; finished slides are kept and will be skipped on the next run. "
-             f"Summary: {summary.summary_path}")
+             f"Summary: {summary.summary_path}", bar)
         return EXIT_INTERRUPTED
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     merged = summary.flush()
     counts = merged["counts"]
     _say(f"wsi-llava {command}: shard {summary.shard.label}: {len(slides)} slide(s); all shards so far: "

@@ -4,19 +4,22 @@
     wsi-llava features SLIDE_OR_DIR... --out DIR --encoder NAME [--coords DIR] [--batch-size N] [--workers N]
 
 `tile` writes per slide (TRIDENT layout): DIR/patches/<id>_patches.h5 (written last: it marks the slide
-done), DIR/contours_geojson/<id>.geojson, DIR/masks/<id>.png, DIR/thumbnails/<id>.png.
+done), DIR/contours_geojson/<id>.geojson, DIR/masks/<id>.png (1-bit), DIR/thumbnails/<id>.jpg.
 `features` writes DIR/<id>.h5. Both write DIR/summary.json, skip slides whose outputs exist (resume),
-and split the slides across processes with --shard i/n or torchrun/accelerate's RANK/WORLD_SIZE.
+and split the slides across processes with --shard i/n, torchrun/accelerate's RANK/WORLD_SIZE or a SLURM
+job array (`sbatch --array=0-7 ...`, see common/shards.py).
 Run `wsi-llava tile --help` / `wsi-llava features --help` for every option; exit codes are in batch.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from common.atomic import remove_stale_temps
 from modeling.slide.batch import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -27,12 +30,10 @@ from modeling.slide.batch import (
     resolve_shard,
     run_batch,
 )
+from modeling.slide.config import TISSUE_METHODS, TilingConfig, TissueConfig
 from modeling.slide.errors import CoordsFileError, NoTissueError, SlideError
 from modeling.slide.files import SlideInput, discover_slides
 from modeling.slide.mpp import MppOverrides
-from common.atomic import remove_stale_temps
-from modeling.slide.tiling import TilingConfig
-from modeling.slide.tissue import TISSUE_METHODS, TissueConfig
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +48,13 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep tiles with at least this fraction on tissue (default 0.1)")
     parser.add_argument("--tissue-method", choices=TISSUE_METHODS, default="saturation",
                         help="Otsu on HSV saturation (default, stained slides) or on darkness")
-    parser.add_argument("--mask-mpp", type=float, default=4.0, help="resolution of the tissue mask (default 4 um/px)")
+    parser.add_argument("--mask-mpp", type=float, default=TissueConfig.mask_mpp,
+                        help=f"resolution of the tissue mask (default {TissueConfig.mask_mpp:g} um/px; slides "
+                        f"under {TissueConfig.min_mask_px} px at it get {TissueConfig.small_slide_mask_mpp:g} um/px; "
+                        "--mask-mpp 4 is the former default: 4x the pixels for nearly the same tiles)")
+    parser.add_argument("--openslide-view", action="store_true",
+                        help="decode the tissue view through OpenSlide only, not straight from the slide's JPEG "
+                        "tiles (slower; with --mask-mpp 4 the former default exactly)")
     parser.add_argument("--min-tissue-area", type=float, default=0.02, metavar="MM2",
                         help="drop tissue pieces smaller than this, in mm^2 (default 0.02)")
     parser.add_argument("--mpp", type=float, help="level-0 um/px for every slide (overrides metadata)")
@@ -58,12 +65,14 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue past failed slides (they are reported in summary.json; exit code 3)")
     parser.add_argument("--overwrite", action="store_true", help="redo slides whose outputs already exist")
     parser.add_argument("--shard", metavar="I/N", help="process slides I, I+N, ... (0-based); default: "
-                        "RANK/WORLD_SIZE from torchrun/accelerate, else all")
+                        "RANK/WORLD_SIZE from torchrun/accelerate and/or a SLURM job array (--array=0-N-1, "
+                        "optionally :step; SLURM_ARRAY_TASK_ID/_COUNT/_MIN/_STEP), else all")
 
 
 def _tiling_config(args) -> TilingConfig:
     tissue = TissueConfig(method=args.tissue_method, mask_mpp=args.mask_mpp,
-                          max_mask_mpp=max(2 * args.mask_mpp, TissueConfig().max_mask_mpp),
+                          max_mask_mpp=max(args.mask_mpp, TissueConfig.max_mask_mpp),
+                          direct_jpeg=not args.openslide_view,
                           min_tissue_area_mm2=args.min_tissue_area)
     return TilingConfig(target_mpp=args.target_mpp, tile_size_px=args.tile_size, overlap_px=args.overlap,
                         min_tissue_fraction=args.min_tissue_fraction, tissue=tissue)
@@ -108,7 +117,7 @@ def tile_outputs(out_dir: Path, slide_id: str) -> dict[str, Path]:
     return {"coords": out_dir / "patches" / f"{slide_id}_patches.h5",
             "geojson": out_dir / "contours_geojson" / f"{slide_id}.geojson",
             "mask": out_dir / "masks" / f"{slide_id}.png",
-            "thumbnail": out_dir / "thumbnails" / f"{slide_id}.png"}
+            "thumbnail": out_dir / "thumbnails" / f"{slide_id}.jpg"}
 
 
 def _relative(paths: dict[str, Path], out_dir: Path) -> dict[str, str]:
@@ -126,7 +135,7 @@ def _check_same(path: Path, existing: dict, wanted: dict) -> None:
 
 def _tile_one(item: SlideInput, args, config: TilingConfig, overrides: MppOverrides) -> Done:
     from modeling.slide.coords_h5 import read_coords_h5, write_tiling_h5
-    from modeling.slide.thumbnail import write_overview_png
+    from modeling.slide.thumbnail import write_overview
     from modeling.slide.tiling import tile_slide
     from modeling.slide.tissue import write_geojson, write_mask_png
 
@@ -142,7 +151,7 @@ def _tile_one(item: SlideInput, args, config: TilingConfig, overrides: MppOverri
     result = tile_slide(item.path, config=config, overrides=overrides)
     write_geojson(result.tissue, paths["geojson"], item.slide_id)
     write_mask_png(result.tissue, paths["mask"])
-    write_overview_png(result, paths["thumbnail"])
+    write_overview(result, paths["thumbnail"])
     if len(result) == 0:
         raise NoTissueError(f"{item.path}: no tile has >= {config.min_tissue_fraction:g} tissue (tissue area "
                             f"{result.tissue.tissue_area_mm2:.3f} mm^2); see {paths['thumbnail']}. Lower "
@@ -154,7 +163,16 @@ def _tile_one(item: SlideInput, args, config: TilingConfig, overrides: MppOverri
     return Done(len(result), _relative(paths, args.out), warnings)
 
 
+def _without_blas_threads() -> None:
+    """`wsi-llava tile` does no linear algebra, but OpenBLAS (loaded with numpy) starts a thread per core that
+    spins for ~0.1 s: a third of the command's CPU time on 2 cores. One thread, unless the user chose (only
+    before numpy is imported: afterwards the threads exist; the features command keeps its BLAS threads)."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def tile_main(argv: list[str] | None = None) -> int:
+    _without_blas_threads()
     parser = argparse.ArgumentParser(prog="wsi-llava tile", description=(
         "Find tissue and tile slides at a target resolution. Writes per slide a TRIDENT-compatible coords h5 "
         "(patches/), tissue contours as QuPath GeoJSON (contours_geojson/), the tissue mask (masks/) and a "

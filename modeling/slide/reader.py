@@ -38,6 +38,9 @@ from modeling.slide.mpp import MppOverrides, MppResolution, metadata_mpp, object
 
 MAX_PLAIN_IMAGE_PIXELS = 8192 * 8192   # plain images are loaded whole; bigger ones must be pyramidal TIFFs
 LEVEL_MATCH_TOLERANCE = 0.01           # a level within 1% of a wanted downsample counts as that downsample
+# OpenSlide vendors whose levels are exactly the TIFF's tiled pages, which OpenSlide itself decodes with
+# libjpeg when they are JPEG: low-resolution views of these are decoded straight from the tiles.
+DIRECT_JPEG_VENDORS = ("aperio", "generic-tiff")
 
 
 class _OpenSlideBackend:
@@ -51,8 +54,10 @@ class _OpenSlideBackend:
         self.level_dimensions = tuple(tuple(int(v) for v in dims) for dims in self._osr.level_dimensions)
         self.level_downsamples = tuple(float(d) for d in self._osr.level_downsamples)
         self.image_dpi = None
+        self._jpeg_levels = None                      # JpegTiffLevels, False when the direct path does not apply
 
-    def read_rgba(self, xy_level0: tuple[int, int], level: int, size_px: tuple[int, int]) -> np.ndarray:
+    def read_rgb(self, xy_level0: tuple[int, int], level: int, size_px: tuple[int, int]) -> np.ndarray:
+        """[H, W, 3] over white. Opaque regions are converted by PIL before the one copy into numpy."""
         import openslide
 
         try:
@@ -63,10 +68,27 @@ class _OpenSlideBackend:
             self._osr.close()
             self._osr = openslide.OpenSlide(str(self._target))
             raise
-        return np.asarray(region)
+        if region.getextrema()[3][0] == 255:                                 # one pass, no copy
+            return np.asarray(region.convert("RGB"))
+        return rgba_to_rgb(np.asarray(region))
+
+    def read_level_bands(self, level: int, reduction: int, max_px: int):
+        """The level at 1/`reduction` straight from its JPEG tiles, as `JpegTiffLevels.bands` yields it,
+        or None where that path does not apply (then read regions)."""
+        if self._jpeg_levels is None:
+            from modeling.slide.tiff_jpeg import JpegTiffLevels
+
+            direct = self.vendor in DIRECT_JPEG_VENDORS and self._target.is_file()
+            self._jpeg_levels = (JpegTiffLevels.open(self._target) if direct else None) or False
+        if not self._jpeg_levels:
+            return None
+        page = self._jpeg_levels.page_for(*self.level_dimensions[level])
+        return None if page is None else self._jpeg_levels.bands(page, reduction, max_px)
 
     def close(self) -> None:
         self._osr.close()
+        if self._jpeg_levels:
+            self._jpeg_levels.close()
 
 
 class _ImageBackend:
@@ -94,7 +116,7 @@ class _ImageBackend:
         self.level_dimensions = ((rgba.width, rgba.height),)
         self.level_downsamples = (1.0,)
 
-    def read_rgba(self, xy_level0: tuple[int, int], level: int, size_px: tuple[int, int]) -> np.ndarray:
+    def read_rgb(self, xy_level0: tuple[int, int], level: int, size_px: tuple[int, int]) -> np.ndarray:
         if level != 0:
             raise ValueError(f"level {level} does not exist (plain images have one level)")
         (x, y), (w, h) = xy_level0, size_px
@@ -103,7 +125,10 @@ class _ImageBackend:
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
         if x1 > x0 and y1 > y0:
             out[y0 - y:y1 - y, x0 - x:x1 - x] = self._rgba[y0:y1, x0:x1]
-        return out
+        return rgba_to_rgb(out)
+
+    def read_level_bands(self, level: int, reduction: int, max_px: int) -> None:
+        return None                                                         # held in memory: regions are cheap
 
     def close(self) -> None:
         self._rgba = None
@@ -206,7 +231,7 @@ class Slide:
         if self._backend is None:
             raise SlideReadError(f"{self.path}: the slide is closed.")
         try:
-            rgba = self._backend.read_rgba(xy_level0, level, size_px)
+            return self._backend.read_rgb(xy_level0, level, size_px)
         except SlideError:
             raise
         except Exception as exc:  # OpenSlideError, ctypes.ArgumentError, OSError, MemoryError from the C library
@@ -217,35 +242,17 @@ class Slide:
                 f"{self.path}: cannot read the region at level-0 x={int(xy_level0[0])}, y={int(xy_level0[1])}, "
                 f"level {level}, size {int(size_px[0])}x{int(size_px[1])} px ({kind}: {exc}). The file may have "
                 "a corrupt or missing tile.") from exc
-        return rgba_to_rgb(rgba)
 
-    def read_downsampled(self, downsample: float, max_chunk_px: int = 4096) -> np.ndarray:
-        """The whole slide at level-0 size / `downsample` as RGB [H, W, 3], read chunk by chunk from the
-        coarsest level at least that fine, so memory stays bounded even for single-level slides."""
-        import cv2
+    def read_downsampled(self, downsample: float, max_chunk_px: int = 4096, direct_jpeg: bool = True) -> np.ndarray:
+        """The whole slide at level-0 size / `downsample` as RGB [H, W, 3], from the coarsest level at least
+        that fine. Aperio and generic JPEG TIFFs are decoded straight from the level's tiles, shrunk by
+        libjpeg while decoding (`tiff_jpeg`; `direct_jpeg=False` skips that); everything else, and any
+        level that path cannot read, is read chunk by chunk through the backend, so memory stays bounded."""
+        from modeling.slide.views import ViewPlan, read_view_chunks, read_view_direct
 
-        downsample = max(float(downsample), 1.0)
-        level = self.best_level_for_downsample(downsample)
-        level_downsample = self.level_downsamples[level]
-        level_w, level_h = self.level_dimensions[level]
-        out_w = max(1, round(self.dimensions[0] / downsample))
-        out_h = max(1, round(self.dimensions[1] / downsample))
-        scale = max(1.0, downsample / level_downsample)                     # level px per output px
-        step = max(1, int(max_chunk_px // scale)) * max(1, round(scale))    # chunk side in level px
-        out = np.full((out_h, out_w, 3), 255, np.uint8)
-        for ly in range(0, level_h, step):
-            for lx in range(0, level_w, step):
-                cw, ch = min(step, level_w - lx), min(step, level_h - ly)
-                ox0, oy0 = min(round(lx / scale), out_w), min(round(ly / scale), out_h)
-                ox1, oy1 = min(round((lx + cw) / scale), out_w), min(round((ly + ch) / scale), out_h)
-                if ox1 <= ox0 or oy1 <= oy0:
-                    continue
-                chunk = self.read_region_array((round(lx * level_downsample), round(ly * level_downsample)),
-                                               level, (cw, ch))
-                if chunk.shape[1] != ox1 - ox0 or chunk.shape[0] != oy1 - oy0:
-                    chunk = cv2.resize(chunk, (ox1 - ox0, oy1 - oy0), interpolation=cv2.INTER_AREA)
-                out[oy0:oy1, ox0:ox1] = chunk
-        return out
+        plan = ViewPlan.for_slide(self, downsample)
+        view = read_view_direct(self._backend, plan) if direct_jpeg and self._backend is not None else None
+        return view if view is not None else read_view_chunks(self.read_region_array, plan, max_chunk_px)
 
     def thumbnail(self, max_size_px: int = 1024) -> Image.Image:
         """An RGB overview whose longer side is at most `max_size_px`."""

@@ -1,7 +1,7 @@
 """The overview image people check before trusting a run: tissue contours and kept tiles on a thumbnail.
 
     image = render_overview(result)                 # PIL RGB, longer side <= 2048 px
-    write_overview_png(result, "out/thumbnails/slide.png")
+    write_overview(result, "out/thumbnails/slide.jpg")   # JPEG (what `wsi-llava tile` writes) or .png
 
 Drawn on the tissue view (`TissueMask.rgb`): kept tiles as a translucent blue fill with a thin outline,
 tissue contours in green, holes in orange.
@@ -16,6 +16,8 @@ from PIL import Image
 
 from common.atomic import atomic_path
 
+OVERVIEW_JPEG_QUALITY = 90         # the overview is for people: JPEG, as CLAM and TRIDENT write theirs
+OVERVIEW_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 TILE_COLOR = (40, 90, 220)
 CONTOUR_COLOR = (20, 160, 60)
 HOLE_COLOR = (240, 140, 20)
@@ -52,9 +54,15 @@ def render_overview(result, max_size_px: int = 2048, draw_tiles: bool = True) ->
     return Image.fromarray(canvas)
 
 
-def write_overview_png(result, path: str | Path, max_size_px: int = 2048) -> Path:
+def write_overview(result, path: str | Path, max_size_px: int = 2048) -> Path:
+    """The overview as JPEG (quality 90, 4:4:4) or PNG (fast zlib level 1), by the file's suffix."""
     path = Path(path)
+    fmt = OVERVIEW_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: an overview is written as {', '.join(OVERVIEW_FORMATS)}")
     image = render_overview(result, max_size_px)
+    # 4:4:4 JPEG: 4:2:0 chroma subsampling would wash out the one-pixel coloured contour lines
+    options = {"quality": OVERVIEW_JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {"compress_level": 1}
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", optimize=False)
+        image.save(tmp, format=fmt, **options)
     return path

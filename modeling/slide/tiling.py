@@ -21,42 +21,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from modeling.slide.config import TilingConfig
 from modeling.slide.errors import SlideError
 from modeling.slide.mpp import MppOverrides
 from modeling.slide.provenance import software_version, utc_now
 from modeling.slide.reader import Slide, open_slide
-from modeling.slide.tissue import TissueConfig, TissueMask, detect_tissue, tissue_fraction
+from modeling.slide.tissue import (
+    TissueConfig,
+    TissueMask,
+    detect_tissue,
+    tissue_fraction,
+)
 
 Progress = Callable[[float, str], None]
 RESAMPLE = Image.Resampling.BICUBIC   # read level -> target resolution (antialiased when shrinking)
-
-
-@dataclass(frozen=True)
-class TilingConfig:
-    target_mpp: float = 0.5
-    tile_size_px: int = 256              # tile side at the target resolution ("patch_size")
-    overlap_px: int = 0                  # at the target resolution
-    min_tissue_fraction: float = 0.1
-    max_upsample: float = 2.0            # refuse targets finer than level 0 by more than this factor
-    tissue: TissueConfig = field(default_factory=TissueConfig)
-
-    def __post_init__(self):
-        if not self.target_mpp > 0:
-            raise ValueError(f"target_mpp must be > 0, got {self.target_mpp}")
-        if self.tile_size_px < 8:
-            raise ValueError(f"tile_size_px must be >= 8, got {self.tile_size_px}")
-        if not 0 <= self.overlap_px < self.tile_size_px:
-            raise ValueError(f"overlap_px must be in 0..tile_size_px-1, got {self.overlap_px}")
-        if not 0 <= self.min_tissue_fraction <= 1:
-            raise ValueError(f"min_tissue_fraction must be in 0..1, got {self.min_tissue_fraction}")
-        if self.max_upsample < 1:
-            raise ValueError(f"max_upsample must be >= 1, got {self.max_upsample}")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,15 @@
 """Tissue detection on a low-resolution view of a slide: mask, contours and QuPath GeoJSON.
 
 Method (`TissueConfig`, all sizes in microns so results do not depend on the scan resolution):
-1. read the slide at `mask_mpp` (default 4 um/px) from the coarsest pyramid level that is fine enough
-   (levels up to 2x coarser are used as they are, so a 20x slide's 8 um/px level is never upsampled);
+1. read the slide at `mask_mpp` (default 8 um/px; a slide whose longer side would then be under
+   `min_mask_px` = 1024 px, i.e. under 8.2 mm, at `small_slide_mask_mpp` = 4 um/px instead) from
+   the coarsest pyramid level that is fine enough (a level up to `max_mask_mpp`, default 8 um/px, is used
+   as it is, so a slide whose only coarse level is 8 um/px is never upsampled). Aperio and generic JPEG
+   TIFFs are decoded straight from that level's JPEG tiles, shrunk while decoding (`tiff_jpeg`),
+   OpenSlide otherwise. On large slides 8 um/px keeps the tiles the former fixed 4 um/px kept to within
+   0.3% from a quarter of the pixels (tests/slide/test_views.py, benchmarks/slide_tiling.py), and small
+   slides, where the view is cheap anyway, keep their former mask;
+   `mask_mpp=4.0, direct_jpeg=False` is the former default exactly;
 2. median-blur, then Otsu's threshold on HSV saturation (stained tissue is coloured, glass is grey or
    white) or on darkness (`method="luminance"`), never below `min_threshold` so a blank slide is blank;
 3. morphological closing then opening (elliptic kernels of `closing_um` / `opening_um`);
@@ -23,39 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from common.atomic import atomic_path, atomic_write_json
+from modeling.slide.config import TISSUE_METHODS, TissueConfig  # noqa: F401  (TISSUE_METHODS: re-exported)
 from modeling.slide.reader import Slide
-
-TISSUE_METHODS = ("saturation", "luminance")
-
-
-@dataclass(frozen=True)
-class TissueConfig:
-    method: str = "saturation"          # "saturation" (H&E and most stains) or "luminance" (unstained/grey)
-    mask_mpp: float = 4.0               # um/px of the view the mask is computed on
-    max_mask_mpp: float = 8.0           # use an existing level up to this coarse instead of reading a finer one
-    blur_um: float = 16.0               # median blur aperture
-    min_threshold: int = 20             # floor for Otsu (0-255): saturation / darkness below this is background
-    closing_um: float = 32.0
-    opening_um: float = 16.0
-    min_tissue_area_mm2: float = 0.02   # smaller connected pieces are debris
-    min_hole_area_mm2: float = 0.01     # smaller holes are filled
-    simplify_px: float = 1.0            # polygon simplification tolerance at mask resolution
-
-    def __post_init__(self):
-        if self.method not in TISSUE_METHODS:
-            raise ValueError(f"tissue method {self.method!r} is not one of {TISSUE_METHODS}")
-        if not 0 < self.mask_mpp <= self.max_mask_mpp:
-            raise ValueError(f"need 0 < mask_mpp ({self.mask_mpp}) <= max_mask_mpp ({self.max_mask_mpp})")
-        if not 0 <= self.min_threshold <= 255:
-            raise ValueError(f"min_threshold {self.min_threshold} must be in 0..255")
-        for name in ("blur_um", "closing_um", "opening_um", "min_tissue_area_mm2", "min_hole_area_mm2",
-                     "simplify_px"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @property
-    def method_name(self) -> str:
-        return f"otsu-{self.method}"
 
 
 @dataclass
@@ -190,11 +166,12 @@ def detect_tissue(slide: Slide, config: TissueConfig | None = None) -> TissueMas
     """Find tissue on a low-resolution view of `slide` (needs its MPP; raises `MppError` otherwise)."""
     config = config or TissueConfig()
     level0_mpp = slide.mpp
-    wanted_downsample = max(config.mask_mpp / level0_mpp, 1.0)
+    wanted_mpp = config.mask_mpp_for(max(slide.dimensions) * level0_mpp)
+    wanted_downsample = max(wanted_mpp / level0_mpp, 1.0)
     # Prefer an existing level up to max_mask_mpp over shrinking a much larger finer level.
     coarse_level = slide.best_level_for_downsample(max(config.max_mask_mpp / level0_mpp, 1.0))
     downsample = max(wanted_downsample, slide.level_downsamples[coarse_level])
-    view = slide.read_downsampled(downsample)
+    view = slide.read_downsampled(downsample, direct_jpeg=config.direct_jpeg)
     # the actual scale after rounding the view size
     actual_downsample = slide.dimensions[0] / view.shape[1]
     mpp = level0_mpp * actual_downsample
@@ -224,7 +201,8 @@ def tissue_fraction(mask: TissueMask, coords_level0: np.ndarray, patch_size_leve
 
 
 def write_mask_png(mask: TissueMask, path) -> None:
-    """The mask as an 8-bit PNG (255 = tissue) with its scale in the PNG text chunks."""
+    """The mask as a 1-bit PNG (1 = tissue; most readers give 0/255, PIL mode "1") with its scale in the
+    PNG text chunks."""
     from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
@@ -232,7 +210,7 @@ def write_mask_png(mask: TissueMask, path) -> None:
     info.add_text("wsi_llava:mask_mpp", f"{mask.mask_mpp:.6f}")
     info.add_text("wsi_llava:tissue_params", json.dumps(mask.params()))
     with atomic_path(path) as tmp:
-        Image.fromarray(mask.mask.astype(np.uint8) * 255).save(tmp, format="PNG", pnginfo=info)
+        Image.fromarray(mask.mask).save(tmp, format="PNG", pnginfo=info)           # bool -> mode "1"
 
 
 def write_geojson(mask: TissueMask, path, slide_id: str = "") -> None:

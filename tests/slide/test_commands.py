@@ -260,3 +260,62 @@ def test_features_usage_errors(small_slides, tmp_path, capsys, argv, message):
     code = features_main([str(small_slides / "alpha.svs"), "--out", str(tmp_path / "f"), "--encoder", "random-tiny",
                           *argv])
     assert code == batch.EXIT_USAGE and message in capsys.readouterr().err
+
+
+def slurm_env(task_id, count, low, high, step="1"):
+    return {"SLURM_ARRAY_TASK_ID": str(task_id), "SLURM_ARRAY_TASK_COUNT": str(count),
+            "SLURM_ARRAY_TASK_MIN": str(low), "SLURM_ARRAY_TASK_MAX": str(high), "SLURM_ARRAY_TASK_STEP": step}
+
+
+def test_the_batch_commands_take_their_shard_from_a_slurm_array(small_slides, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    out = tmp_path / "tiles"
+    for task_id in (1, 2):                                               # --array=1-2
+        for name, value in slurm_env(task_id, 2, 1, 2).items():
+            monkeypatch.setenv(name, value)
+        assert tile_main([str(small_slides), "--out", str(out)]) == 0
+    summary = summary_of(out)
+    assert {e["slide_id"]: e["shard"] for e in summary["slides"]} == {"alpha": "0/2", "beta": "1/2", "gamma": "0/2"}
+    assert summary["settings"]["shard_source"] == "SLURM array"
+
+
+@pytest.mark.parametrize("command", ["tile", "features"])
+def test_a_slurm_array_with_gaps_is_a_usage_error(small_slides, tmp_path, monkeypatch, capsys, command):
+    for name, value in slurm_env(3, 4, 1, 7).items():                   # --array=1,3,5,7
+        monkeypatch.setenv(name, value)
+    argv = [str(small_slides), "--out", str(tmp_path / "o")] + (["--encoder", "random-tiny"] if command == "features"
+                                                                 else [])
+    assert (tile_main if command == "tile" else features_main)(argv) == batch.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "not one range MIN-MAX:STEP" in err and "--shard i/n" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()                                 # refused before anything was written
+
+
+def test_outputs_record_the_installed_version():
+    from importlib import metadata
+
+    from modeling.slide.provenance import PACKAGE_NAME, software_version
+
+    try:
+        installed = metadata.version(PACKAGE_NAME)
+    except metadata.PackageNotFoundError:
+        pytest.skip("the project is not installed here")
+    assert software_version() == f"{PACKAGE_NAME} {installed}"
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("3", "3")])
+def test_tile_starts_no_blas_threads_unless_asked(small_slides, tmp_path, preset, expected):
+    """numpy is not loaded until the tile command has capped OpenBLAS at one thread (a user's value wins)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from modeling.slide.commands import tile_main; assert 'numpy' not in sys.modules; "
+            f"code = tile_main([{str(small_slides / 'alpha.svs')!r}, '--out', {str(tmp_path / 'o')!r}]); "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], code)")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    if preset:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == [expected, "0"]

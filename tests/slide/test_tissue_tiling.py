@@ -8,7 +8,7 @@ from PIL import Image
 
 from modeling.slide.errors import SlideError
 from modeling.slide.reader import open_slide
-from modeling.slide.thumbnail import write_overview_png
+from modeling.slide.thumbnail import write_overview
 from modeling.slide.tiling import grid_level0, read_tile, tile_slide
 from modeling.slide.tissue import TissueConfig, write_geojson, write_mask_png
 from tests.helpers import synthetic_slides as synth
@@ -100,19 +100,27 @@ def test_geojson_is_a_qupath_feature_collection_in_level0_pixels(aperio_05, tmp_
     assert any(np.hypot(*(centre - [b.cx, b.cy])) < 0.3 * b.rx for b in aperio_05.blobs)
 
 
-def test_mask_and_overview_pngs(aperio_05, tmp_path):
+@pytest.mark.parametrize("overview_name, image_format", [("overview.jpg", "JPEG"), ("overview.png", "PNG")])
+def test_mask_png_and_overview(aperio_05, tmp_path, overview_name, image_format):
     result = tile_slide(aperio_05.path)
     write_mask_png(result.tissue, tmp_path / "mask.png")
-    write_overview_png(result, tmp_path / "overview.png")
+    write_overview(result, tmp_path / overview_name)
     with Image.open(tmp_path / "mask.png") as mask:
-        assert mask.size == (512, 512) and mask.mode == "L"
+        assert mask.size == (512, 512) and mask.mode == "1"               # a 2 mm slide: 4 um/px, 1 bit
         assert float(mask.text["wsi_llava:downsample_from_level0"]) == pytest.approx(8.0)
-        assert set(np.unique(np.asarray(mask))) == {0, 255}
-    with Image.open(tmp_path / "overview.png") as overview:
+        assert np.array_equal(np.asarray(mask), result.tissue.mask)
+        assert set(np.unique(np.asarray(mask.convert("L")))) == {0, 255}
+    with Image.open(tmp_path / overview_name) as overview:
+        assert overview.format == image_format
         pixels = np.asarray(overview.convert("RGB")).reshape(-1, 3)
     assert overview.size == (512, 512)
-    assert (np.abs(pixels - [20, 160, 60]).sum(axis=1) < 40).any()                   # contours drawn
+    assert (np.abs(pixels - [20, 160, 60]).sum(axis=1) < 60).any()                   # contours drawn
     assert not list(tmp_path.glob(".*tmp*"))                                         # no temporary leftovers
+
+
+def test_an_overview_in_another_format_is_refused(aperio_05, tmp_path):
+    with pytest.raises(ValueError, match="overview is written as"):
+        write_overview(tile_slide(aperio_05.path), tmp_path / "overview.tif")
 
 
 def test_tiling_attrs_record_method_and_resolution(aperio_05):
@@ -123,4 +131,5 @@ def test_tiling_attrs_record_method_and_resolution(aperio_05):
     assert (attrs["level0_width"], attrs["level0_height"]) == (4096, 4096)
     assert attrs["tissue_method"] == "otsu-saturation"
     params = json.loads(attrs["tissue_params"])
-    assert params["mask_mpp"] == 4.0 and params["threshold_used"] >= 20
+    assert params["mask_mpp"] == 8.0 and params["direct_jpeg"] is True and params["threshold_used"] >= 20
+    assert params["mask_mpp_actual"] == pytest.approx(4.0)                         # a 2 mm slide: the finer mask
