@@ -139,7 +139,8 @@ SCORES_SCHEMA = {"type": "object", "properties": {"evaluations": {"type": "array
     "required": ["evaluations"], "additionalProperties": False}
 
 
-def _unwrap(obj: Any, key: str) -> Any:
+def unwrap(obj: Any, key: str) -> Any:
+    """A reply's list, given as the list itself or as an object with the single key `key`."""
     if isinstance(obj, dict):
         if set(obj) != {key}:
             raise ReplyError(f"expected a JSON array (or an object with the single key {key!r}), "
@@ -148,15 +149,20 @@ def _unwrap(obj: Any, key: str) -> Any:
     return obj
 
 
-def parse_claims(obj: Any) -> list[str]:
-    """A JSON array of non-empty claim strings (or {"claims": [...]}); an empty array is valid."""
-    claims = _unwrap(obj, "claims")
+def claim_list(obj: Any) -> list[str]:
+    """A JSON array of non-empty claim strings (or {"claims": [...]}), kept as written; [] is valid."""
+    claims = unwrap(obj, "claims")
     if not isinstance(claims, list):
         raise ReplyError(f"expected a JSON array of claim strings, got {type(claims).__name__}")
     for index, claim in enumerate(claims):
         if not isinstance(claim, str) or not claim.strip():
             raise ReplyError(f"claim {index} is not a non-empty string: {claim!r}")
-    return [claim.strip() for claim in claims]
+    return list(claims)
+
+
+def parse_claims(obj: Any) -> list[str]:
+    """`claim_list`, each claim stripped (the strict version)."""
+    return [claim.strip() for claim in claim_list(obj)]
 
 
 def _same_claim_text(text: str) -> str:
@@ -170,7 +176,7 @@ def parse_scores(obj: Any, n_claims: int | None = None, claims: list[str] | None
     reordered them: invalid (scores are matched to claims by position). Reworded echoes are accepted."""
     if claims is not None:
         n_claims = len(claims)
-    entries = _unwrap(obj, "evaluations")
+    entries = unwrap(obj, "evaluations")
     if not isinstance(entries, list):
         raise ReplyError(f"expected a JSON array of evaluations, got {type(entries).__name__}")
     if n_claims is not None and len(entries) != n_claims:

@@ -44,6 +44,7 @@ from typing import Any
 from llm.errors import ReplyError
 from llm.types import Prompt, decode_json_reply
 from evaluation.claim_scores import validate_scale_score
+from evaluation.judge_prompts import claim_list, unwrap
 
 OFFICIAL_REPOSITORY = "yu5-kim/WSI-LLaVA"
 OFFICIAL_COMMIT = "f9ac92194f970f5912c666a2ce6d855e71c68c47"
@@ -180,24 +181,10 @@ def decode_reply(text: str) -> Any:
         raise json_error
 
 
-def _unwrap(obj: Any, key: str) -> Any:
-    if isinstance(obj, dict):
-        if set(obj) != {key}:
-            raise ReplyError(f"expected a list (or an object with the single key {key!r}), got an object with "
-                             f"keys {sorted(obj)}")
-        return obj[key]
-    return obj
-
-
 def parse_claims(obj: Any) -> list[str]:
-    """A list of non-blank claim strings, kept exactly as the judge wrote them; [] is valid."""
-    claims = _unwrap(obj, "claims")
-    if not isinstance(claims, list):
-        raise ReplyError(f"expected a list of claim strings, got {type(claims).__name__}")
-    for index, claim in enumerate(claims):
-        if not isinstance(claim, str) or not claim.strip():
-            raise ReplyError(f"claim {index} is not a non-blank string: {claim!r}")
-    return list(claims)
+    """A list of non-blank claim strings, kept exactly as the judge wrote them (the official scripts pass
+    them on as they are); [] is valid."""
+    return claim_list(obj)
 
 
 def _entry_score(entry: dict, index: int, may_skip: bool) -> float | None:
@@ -220,7 +207,7 @@ def _numeric(text: str) -> bool:
 def parse_scores(obj: Any, claims: list[str], may_skip: bool) -> list[dict]:
     """[{claim, explanation, score (None = not evaluated)}]: one per claim (precision), or at most one per
     claim with claims left out or unscored allowed (relevance, `may_skip`)."""
-    entries = _unwrap(obj, "evaluations")
+    entries = unwrap(obj, "evaluations")
     if not isinstance(entries, list):
         raise ReplyError(f"expected a list of evaluations, got {type(entries).__name__}")
     if len(entries) > len(claims) or (not may_skip and len(entries) != len(claims)):
