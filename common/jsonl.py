@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from common.text_files import NotUtf8Error, decode_utf8, iconv_hint, json_problem, loads_json
+from common.text_files import iconv_hint, json_problem, loads_json, max_json_depth, not_utf8_message
 
 
 @dataclass(frozen=True)
@@ -30,23 +30,23 @@ class JsonLine:
 
 def iter_jsonl(path: str | Path) -> Iterator[JsonLine]:
     """Every non-blank line of `path`, decoded (blank lines are skipped)."""
+    limit = max_json_depth()
     offset = 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             start, offset = offset, offset + len(raw)
-            line = _decode_line(raw, number, start, path)
-            if line is not None:
-                yield line
-
-
-def _decode_line(raw: bytes, number: int, start: int, path) -> JsonLine | None:
-    try:
-        text = decode_utf8(raw, base_offset=start, base_line=number, bom=number == 1)
-    except NotUtf8Error as exc:
-        return JsonLine(number, error=f"{exc}; {iconv_hint(path)}")
-    if not text.strip():
-        return None
-    try:
-        return JsonLine(number, loads_json(text))
-    except ValueError as exc:          # json.JSONDecodeError or JsonNestingError
-        return JsonLine(number, error=json_problem(exc, one_line=True))
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield JsonLine(number, error=f"{not_utf8_message(exc, raw, start, number)}; {iconv_hint(path)}")
+                continue
+            if number == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            if not text.strip():
+                continue
+            try:
+                value = loads_json(text, limit)
+            except ValueError as exc:          # json.JSONDecodeError or JsonNestingError
+                yield JsonLine(number, error=json_problem(exc, one_line=True))
+                continue
+            yield JsonLine(number, value)

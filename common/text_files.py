@@ -62,10 +62,10 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def loads_json(text: str) -> Any:
-    """`json.loads`, refusing values nested deeper than `max_json_depth()` with `JsonNestingError` (a
-    ValueError, as `json.JSONDecodeError` is)."""
-    limit = max_json_depth()
+def loads_json(text: str, limit: int | None = None) -> Any:
+    """`json.loads`, refusing values nested deeper than `limit` (default `max_json_depth()`) with
+    `JsonNestingError` (a ValueError, as `json.JSONDecodeError` is)."""
+    limit = limit or max_json_depth()
     try:
         value = json.loads(text)
     except RecursionError:        # Python's parser gives up near its recursion limit, whatever the setting
