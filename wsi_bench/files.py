@@ -141,6 +141,9 @@ def parse_llava_records(records: list, source: str, task_name: str | None = None
 
 def _record_task(record, index: int, task_name: str, source: str, file_spec: list) -> tuple[str, TaskSpec]:
     """(source task name, spec) of one LLaVA record: its `metadata`, its turn number, or the file's task."""
+    if isinstance(record, dict) and record.get("metadata") is not None and not isinstance(record["metadata"], str):
+        raise BenchFormatError(f"{source}: record {index}: field 'metadata' must be str (a task name), got "
+                               f"{type(record['metadata']).__name__}.")
     if isinstance(record, dict) and isinstance(record.get("metadata"), str):
         return record["metadata"], _metadata_task(record["metadata"], f"{source}: record {index}"
                                                   + (f" (id {record['id']})" if "id" in record else ""))

@@ -244,6 +244,7 @@ def test_a_jsonl_line_that_is_not_utf8_is_a_problem_of_that_line(tmp_path):
 @pytest.mark.parametrize("record, message", [
     ({**llava_record("q1", "Q?", "A."), "id": True}, "field 'id' must be str or int, got bool"),
     ({**llava_record("q1", "Q?", "A."), "image": ["x.pt"]}, "field 'image' must be str, got list"),
+    ({**llava_record("q1", "Q?", "A."), "metadata": ["Stage"]}, "field 'metadata' must be str .*, got list"),
 ])
 def test_llava_fields_of_the_wrong_type_are_refused_naming_field_and_type(tmp_path, record, message):
     path = tmp_path / "Grading_test.json"
