@@ -294,8 +294,7 @@ class LLMClient:
             except openai.APIResponseValidationError as exc:
                 raise _Retryable(self.redact(f"the server sent a malformed response: {exc}")) from None
             except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:   # the SDK reading a 200
-                body = getattr(exc, "doc", None)
-                raise _Retryable(self.redact(not_a_completion(self.settings.base_url, body, "not JSON"))) from None
+                raise _Retryable(self.redact(not_a_completion(self.settings.base_url, *_unread_body(exc)))) from None
             if not prompt.verbatim:
                 self._adopt(mode)
             return self._reply_text(response, prompt, user)
@@ -385,3 +384,12 @@ class _Retryable(Exception):
 
 class _Fatal(Exception):
     pass
+
+
+def _unread_body(exc: Exception) -> tuple[str | None, str]:
+    """(the body, what is wrong with it) of a 200 the SDK could not read as JSON."""
+    if isinstance(exc, UnicodeDecodeError):
+        return bytes(exc.object).decode("utf-8", "replace"), "not UTF-8 JSON"
+    if isinstance(exc, RecursionError):
+        return None, "JSON nested too deeply to read"
+    return exc.doc, "not JSON"

@@ -29,7 +29,9 @@ def retry_after(exc) -> float | None:
 
 def not_a_completion(base_url: str, body: str | None, what: str) -> str:
     """ "<url> answered HTTP 200 with a body that is not JSON (starts with '<html>...'): a proxy or ..." """
-    start = (f"starts with {body[:BODY_SHOWN_CHARS]!r}" if isinstance(body, str) and body.strip()
-             else "an empty body")
-    return (f"{base_url} answered HTTP 200 with a body that is {what} ({start}): a proxy or captive portal? "
+    if body is None:
+        shown = ""
+    else:
+        shown = f" (starts with {body[:BODY_SHOWN_CHARS]!r})" if body.strip() else " (an empty body)"
+    return (f"{base_url} answered HTTP 200 with a body that is {what}{shown}: a proxy or captive portal? "
             "Check the endpoint's base URL (--base-url / --judge-base-url) and the network")

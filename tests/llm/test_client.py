@@ -307,7 +307,7 @@ def test_an_empty_reply_cut_at_the_token_limit_says_so(key):
     ("<html><body>Captive portal: log in</body></html>", "application/json", "<html><body>Captive"),
     ('{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"index": 0, "mess', "application/json",
      '{"id": "chatcmpl-1"'),
-    ("", "application/json", "an empty body"),
+    ("", "application/json", "(an empty body)"),
 ])
 def test_a_200_reply_whose_body_is_not_json_is_retried_then_a_clear_failure(server, key, caplog, body,
                                                                             content_type, shown):
