@@ -1,4 +1,4 @@
-"""Reading JSON Lines files one line at a time, with the line number and the parse error of each line.
+"""Reading JSON Lines files one line at a time, with the line number and the problem of each line.
 
 Callers decide what a bad line means (stop with an error naming file:line, or record it and go on):
 
@@ -6,30 +6,47 @@ Callers decide what a bad line means (stop with an error naming file:line, or re
         if line.error:
             raise MyError(f"{path}:{line.number}: {line.error}")
         use(line.value)
+
+A line's problem is one of: not UTF-8 (the byte, its byte offset in the file and the `iconv` fix), not
+valid JSON, or nested too deeply (`common.text_files`: the limit and how to change it). Lines end at
+"\\n" (a "\\r\\n" ending is fine); a byte order mark before the first line is dropped.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from common.text_files import iconv_hint, json_problem, loads_json, max_json_depth, not_utf8_message
 
 
 @dataclass(frozen=True)
 class JsonLine:
     number: int              # 1-based line number in the file
     value: Any = None        # the decoded JSON value (None when `error` is set)
-    error: str | None = None  # "not valid JSON (...)" for a line that does not parse
+    error: str | None = None  # "not valid JSON (...)", "not UTF-8 text: ...", "nested too deeply (...)"
 
 
 def iter_jsonl(path: str | Path) -> Iterator[JsonLine]:
     """Every non-blank line of `path`, decoded (blank lines are skipped)."""
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    limit = max_json_depth()
+    offset = 0
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield JsonLine(number, error=f"{not_utf8_message(exc, raw, start, number)}; {iconv_hint(path)}")
+                continue
+            if number == 1 and text.startswith("\ufeff"):
+                text = text[1:]
             if not text.strip():
                 continue
             try:
-                yield JsonLine(number, json.loads(text))
-            except json.JSONDecodeError as exc:
-                yield JsonLine(number, error=f"not valid JSON ({exc.msg})")
+                value = loads_json(text, limit)
+            except ValueError as exc:          # json.JSONDecodeError or JsonNestingError
+                yield JsonLine(number, error=json_problem(exc, one_line=True))
+                continue
+            yield JsonLine(number, value)

@@ -6,7 +6,10 @@ WSI-Bench image path `TCGA-BRCA/<slide>.pt`) and `patient_id` (default: the TCGA
 characters). In a folder, `.txt` files in a sub-folder take the sub-folder's name as their project.
 
 A row without a slide id or text raises `ReportFormatError` naming the file and line, or, with a
-`problems` list, is recorded there and skipped (the caller reports every problem). Usage:
+`problems` list, is recorded there and skipped (the caller reports every problem). Files are UTF-8
+(`common.text_files`): a JSONL line or a CSV file that is not, JSON nested too deeply, or a CSV field
+longer than `MAX_CSV_FIELD_CHARS` raises `ReportFormatError` naming the file, the line (and the byte
+offset) and the fix; a `.txt` report that is not UTF-8 is such a problem of that report. Usage:
 
     problems = []
     reports = read_reports(["reports.jsonl", "more/"], problems)
@@ -16,16 +19,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from curation.errors import CurationError
 from common.jsonl import iter_jsonl
+from common.text_files import read_text
 from wsi_bench.files import patient_id_from_slide, slide_id_from_image
 
 SLIDE_COLUMNS = ("slide_id", "slide", "image", "patient_filename", "filename", "id")
 TEXT_COLUMNS = ("text", "report", "report_text")
+MAX_CSV_FIELD_CHARS = 1 << 26     # 64 Mi characters per CSV cell (Python's csv default is 128 Ki)
 
 
 class ReportFormatError(CurationError):
@@ -96,10 +102,21 @@ def _rows_jsonl(path: Path) -> Iterable[tuple[str, object]]:
 
 
 def _rows_csv(path: Path) -> Iterable[tuple[str, object]]:
-    csv.field_size_limit(1 << 26)
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.DictReader(handle), start=2):
-            yield f"{path}:{number}", {k.strip().lower(): v for k, v in row.items() if k}
+    text = read_text(path, error=ReportFormatError)           # UTF-8 (a BOM from Excel dropped)
+    csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    number = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ReportFormatError(f"{path}:{reader.line_num + 1}: not readable as CSV ({exc}); a cell may hold at "
+                                    f"most {MAX_CSV_FIELD_CHARS} characters (curation.reports.MAX_CSV_FIELD_CHARS)"
+                                    ".") from exc
+        number += 1
+        yield f"{path}:{number}", {k.strip().lower(): v for k, v in row.items() if k}
 
 
 def _read_file(path: Path, problems: list[str] | None) -> list[Report]:
@@ -125,12 +142,13 @@ def _read_folder(folder: Path, problems: list[str] | None) -> list[Report]:
     for path in files:
         project = path.parent.name if path.parent != folder else ""
         try:
-            reports.append(Report(slide_id=path.stem, text=path.read_text(encoding="utf-8").replace("\r\n", "\n"),
-                                  source=str(path), project=project))
-        except (ReportFormatError, UnicodeDecodeError) as exc:
+            text = read_text(path, error=ReportFormatError).replace("\r\n", "\n").replace("\r", "\n")
+            reports.append(Report(slide_id=path.stem, text=text, source=str(path),
+                                  project=project))
+        except ReportFormatError as exc:
             if problems is None:
-                raise ReportFormatError(f"{path}: {exc}") from exc
-            problems.append(f"{path}: {exc}")
+                raise
+            problems.append(str(exc))
     return reports
 
 

@@ -7,7 +7,8 @@
         [--metric-version official|strict] [--table2-grouping inferred|task_table]
 
 Exit status: 0 done; 1 an input/config error (message, no traceback); 3 scored, but some judgements
-failed (listed in summary.json/summary.md; re-run to retry them); 130 interrupted (re-run to resume).
+failed (re-run to retry them) or some input lines were skipped (unreadable or malformed prediction lines,
+reference records; both listed in summary.json/summary.md); 130 interrupted (re-run to resume).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from evaluation.predict import PREDICT_SEED
 from modeling.generation_settings import add_dtype_option, add_generation_options
 from modeling.slide_token_sources import SLIDE_TOKEN_SOURCES
 
-EXIT_FAILED_JUDGEMENTS = 3
+EXIT_SOME_FAILED = 3                # finished, but some judgements failed or some input lines were skipped
+MAX_PROBLEMS_SHOWN = 3              # skipped lines named on stderr (all of them are in summary.json)
 EXIT_INTERRUPTED = 130
 
 
@@ -110,14 +112,18 @@ def _score(args) -> int:
              if block and block["mean"] is not None]
     print(f"{overall['n_items']} items scored{' (APPROXIMATE judge)' if result['approximate'] else ''}, "
           f"metric version {result['metric_version']['name']}: {', '.join(cells) or 'no metric'}")
-    print(f"unmatched rows {inputs['n_unmatched']}, references without prediction {inputs['n_missing']}, "
-          f"failed judgements {len(result['failures'])}")
+    print(f"skipped input lines {inputs['n_problems']}, unmatched rows {inputs['n_unmatched']}, references "
+          f"without prediction {inputs['n_missing']}, failed judgements {len(result['failures'])}")
     print(f"wrote {args.out / 'scores.jsonl'}, {args.out / 'summary.json'}, {args.out / 'summary.md'}")
+    if inputs["n_problems"]:
+        shown = "; ".join(inputs["problems"][:MAX_PROBLEMS_SHOWN])
+        more = inputs["n_problems"] - MAX_PROBLEMS_SHOWN
+        print(f"{inputs['n_problems']} input line(s) skipped: {shown}" + (f"; {more} more" if more > 0 else "")
+              + f" (all in {args.out / 'summary.json'}); fix them and re-run.", file=sys.stderr)
     if result["failures"]:
         print(f"{len(result['failures'])} judgement(s) failed; re-run the same command to retry them.",
               file=sys.stderr)
-        return EXIT_FAILED_JUDGEMENTS
-    return 0
+    return EXIT_SOME_FAILED if result["failures"] or inputs["n_problems"] else 0
 
 
 def _predict(args) -> int:

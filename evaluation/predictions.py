@@ -18,6 +18,12 @@ or `metadata`; a stored `capability` is ignored. Items are keyed by (task, quest
 repeat across task files. A row whose task is unknown, whose id matches no reference or several
 (ambiguous without a task), or that lacks a field is reported in `LoadReport.unmatched`, never dropped
 silently; a second row for the same key is reported in `duplicates` (the first is kept).
+
+A line that cannot be used is skipped and listed in `LoadReport.problems` with its file and line (its
+position in `skipped_lines`): not UTF-8, not JSON, nested too deeply (`common.text_files`), not an object,
+or a field of the wrong type (`FIELD_TYPES`: ids are strings or integers, texts are strings; nothing is
+`str()`-ed). A whole .json file that cannot be decoded raises `PredictionFormatError` naming the line and
+byte offset.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Iterable, Sequence
 
 from wsi_bench.errors import BenchError
 from common.jsonl import iter_jsonl
+from common.text_files import read_json
 from wsi_bench.tasks import TaskSpec, resolve_task
 from evaluation.errors import PredictionFormatError
 
@@ -37,6 +44,16 @@ REFERENCE_KEYS = ("reference", "T-answer")
 ID_KEYS = ("question_id", "id")
 TASK_KEYS = ("task", "metadata")
 
+# The type of every field that is read (None counts as absent): (accepted types, in words). Of the
+# alternative names of one field (ID_KEYS, ...) only the one read is checked: the first that is not null.
+_ID_TYPE, _TEXT_TYPE = ((str, int), "a string or an integer"), ((str,), "a string")
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "id": _ID_TYPE, "prediction": _TEXT_TYPE, "reference": _TEXT_TYPE, "question": _TEXT_TYPE,
+    "image": _TEXT_TYPE, "task": _TEXT_TYPE,
+    "metadata": ((str, dict), "a string (or an object, as LLaVA's model_vqa writes: read as no task)"),
+}
+_FIELD_KEYS = {"id": ID_KEYS, "prediction": PREDICTION_KEYS, "reference": REFERENCE_KEYS}
+_READ_WITHOUT_REFERENCES = ("reference", "question", "image")   # with --references they come from there
 
 @dataclass
 class ScoringItem:
@@ -70,7 +87,8 @@ class LoadReport:
     unmatched: list[dict] = field(default_factory=list)   # {source, question_id, task, reason}
     missing: list[dict] = field(default_factory=list)     # references with no prediction
     duplicates: list[dict] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)     # unreadable lines / reference records
+    problems: list[str] = field(default_factory=list)     # skipped lines (predictions) / records (references)
+    skipped_lines: list[int] = field(default_factory=list)   # predictions lines (.json: entries, 1-based) skipped
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -86,34 +104,46 @@ def _first(row: dict, keys: Sequence[str]):
     return None, None
 
 
-def read_prediction_rows(path: Path, problems: list[str]) -> list[tuple[str, dict]]:
-    """(source, row) pairs from a .jsonl or .json predictions file; unreadable lines go to `problems`."""
+def read_prediction_rows(path: Path, problems: list[str],
+                         skipped: list[int] | None = None) -> list[tuple[str, int, dict]]:
+    """(source, position, row) of every row object in a .jsonl or .json predictions file, where position is
+    the line (.jsonl) or the 1-based entry (.json); unreadable lines go to `problems` (positions to `skipped`)."""
+    skipped = skipped if skipped is not None else []
     if not path.is_file():
         raise PredictionFormatError(f"{path}: no such predictions file.")
     if path.suffix == ".jsonl":
         rows = []
         for line in iter_jsonl(path):
-            if line.error:
-                problems.append(f"{path}:{line.number}: {line.error}; line skipped")
-            elif not isinstance(line.value, dict):
-                problems.append(f"{path}:{line.number}: expected a JSON object, got {type(line.value).__name__}")
+            if line.error or not isinstance(line.value, dict):
+                reason = line.error or f"expected a JSON object, got {type(line.value).__name__}"
+                problems.append(f"{path}:{line.number}: {reason}; line skipped")
+                skipped.append(line.number)
             else:
-                rows.append((f"{path}:{line.number}", line.value))
+                rows.append((f"{path}:{line.number}", line.number, line.value))
         return rows
     if path.suffix != ".json":
         raise PredictionFormatError(f"{path}: expected a .jsonl or .json predictions file.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PredictionFormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+    data = read_json(path, error=PredictionFormatError)       # not UTF-8 / not JSON / nested too deeply
     if isinstance(data, dict):   # {id: prediction} or {id: {...}}
-        return [(f"{path}:{qid}", value if isinstance(value, dict) and "question_id" in value else
+        return [(f"{path}:{qid}", position, value if isinstance(value, dict) and "question_id" in value else
                  {"question_id": qid, **(value if isinstance(value, dict) else {"prediction": value})})
-                for qid, value in data.items()]
+                for position, (qid, value) in enumerate(data.items(), start=1)]
     if isinstance(data, list) and all(isinstance(row, dict) for row in data):
-        return [(f"{path}:[{i}]", row) for i, row in enumerate(data)]
+        return [(f"{path}:[{i}]", i + 1, row) for i, row in enumerate(data)]
     raise PredictionFormatError(f"{path}: a .json predictions file must hold an object {{id: prediction}} "
                                 "or a list of row objects.")
+
+
+def field_type_problem(row: dict, with_references: bool = False) -> str | None:
+    """"field 'reference' must be a string, got dict" for the first field read from `row` with the wrong
+    type (bools are not integers), else None."""
+    for name, (types, words) in FIELD_TYPES.items():
+        if with_references and name in _READ_WITHOUT_REFERENCES:
+            continue
+        key, value = _first(row, _FIELD_KEYS.get(name, (name,)))
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"field {key!r} must be {words}, got {type(value).__name__}"
+    return None
 
 
 def _row_format(row: dict) -> str:
@@ -153,13 +183,18 @@ def load_predictions(path: str | Path, references: str | Path | None = None,
     """Items to score, in file order, and the report of everything that could not be matched."""
     path = Path(path)
     report = LoadReport(path=str(path), references=str(references) if references else None)
-    rows = read_prediction_rows(path, report.problems)
+    rows = read_prediction_rows(path, report.problems, report.skipped_lines)
     report.n_rows = len(rows)
-    report.formats = sorted({_row_format(row) for _, row in rows})
+    report.formats = sorted({_row_format(row) for _, _, row in rows})
     wanted = _wanted_tasks(tasks)
     refs = _load_references(references, report) if references else None
     items: dict[tuple[str, str], ScoringItem] = {}
-    for source, row in rows:
+    for source, position, row in rows:
+        wrong_type = field_type_problem(row, with_references=refs is not None)
+        if wrong_type:
+            report.problems.append(f"{source}: {wrong_type}; line skipped")
+            report.skipped_lines.append(position)
+            continue
         item = _match_row(source, row, refs, report)
         if item is None:
             continue
@@ -175,6 +210,7 @@ def load_predictions(path: str | Path, references: str | Path | None = None,
                           for key, ref in refs.by_key.items()
                           if key not in items and (wanted is None or ref.task in wanted)]
     report.n_items = len(items)
+    report.skipped_lines.sort()
     return list(items.values()), report
 
 

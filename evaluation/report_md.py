@@ -110,7 +110,11 @@ def _inputs_and_failures(summary: dict) -> list[str]:
              f"rows -> {inputs['n_items']} items" + (f"; references: `{inputs['references']}`"
                                                      if inputs["references"] else ""),
              f"- unmatched rows: {inputs['n_unmatched']}; references without a prediction: {inputs['n_missing']}; "
-             f"duplicate rows: {inputs['n_duplicates']}; unreadable lines/records: {inputs['n_problems']}"]
+             f"duplicate rows: {inputs['n_duplicates']}; skipped input lines: {inputs['n_problems']}"]
+    for problem in inputs.get("problems", [])[:MAX_LISTED]:
+        lines.append(f"  - skipped: {problem}")
+    if inputs["n_problems"] > MAX_LISTED:
+        lines.append(f"  - ... {inputs['n_problems'] - MAX_LISTED} more skipped in summary.json")
     for entry in inputs["unmatched"][:MAX_LISTED]:
         lines.append(f"  - unmatched `{entry['source']}` (id {entry['question_id']}): {entry['reason']}")
     if inputs["n_unmatched"] > MAX_LISTED:

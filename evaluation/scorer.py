@@ -8,8 +8,12 @@ interruption, or of a finished run) reuses every row in scores.jsonl / scores.pa
 fingerprint matches (same judge, prompt version and texts) and whose metrics did not fail, and judges
 only the rest. Independently, the LLM judge's reply cache (DIR/judge_cache.sqlite unless --cache) means
 a repeated judgement sends no request. At the end scores.jsonl (prediction-file order), summary.json
-and summary.md are written under temporary names and renamed, and the journal is removed. `dry_run`
-loads and matches everything, estimates the judge's requests and cost, and writes nothing.
+and summary.md are written under temporary names and renamed, and the journal is removed; a run stopped
+before its first judged row leaves no (empty) journal. Everything written passes through
+`llm.redaction.Redactor`: the judge's API key is never stored, even where a reply or an input echoes it.
+`dry_run` loads and matches everything, estimates the judge's requests and cost, and writes nothing.
+A predictions file that gives no item raises `EvaluationError` saying why (every line skipped: which
+lines and the first reason; rows unmatched or of other tasks).
 """
 
 from __future__ import annotations
@@ -41,12 +45,14 @@ from evaluation.score_rows import (
 )
 from evaluation.summary import summarize
 from evaluation.table2_grouping import DEFAULT_TABLE2_GROUPING, get_grouping
+from llm.redaction import Redactor
 
 log = logging.getLogger(__name__)
 SCORES_FILE, JOURNAL_FILE = "scores.jsonl", "scores.partial.jsonl"
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 DEFAULT_CACHE_FILE = "judge_cache.sqlite"
 NLU_TASKS = ("report_generation",)
+MAX_LINES_NAMED = 5          # skipped lines named in the message of a file that gave no item
 
 
 @dataclass
@@ -128,15 +134,38 @@ def _add_cider(rows: list[dict]) -> None:
             row["nlu"] = {**row["nlu"], "cider": value}
 
 
+def _why_nothing(report) -> str:
+    """Why a predictions file gave no item: every line skipped (which ones, the first reason), rows unmatched
+    or of other tasks, or no rows at all."""
+    skipped = report.skipped_lines
+    one, many = ("entry", "entries") if report.path.endswith(".json") else ("line", "lines")   # .json: entries
+    unit = many if len(skipped) != 1 else one
+    named = ", ".join(map(str, skipped[:MAX_LINES_NAMED])) + (
+        f" and {len(skipped) - MAX_LINES_NAMED} more" if len(skipped) > MAX_LINES_NAMED else "")
+    what = f"{len(skipped)} {unit} ({unit} {named})"
+    prefix = f"{report.path}:{skipped[0]}:" if skipped else ""
+    first = next((p for p in report.problems if prefix and p.startswith(prefix)), None) or (
+        report.problems[0] if report.problems else "")
+    if skipped and not report.unmatched and not report.n_filtered_out:
+        return f"every {one} of it was skipped, {what}; the first: {first}"
+    parts = [f"{report.n_rows} rows"] + ([f"{what} skipped"] if skipped else [])
+    if report.unmatched:
+        parts.append(f"{len(report.unmatched)} unmatched: "
+                     + "; ".join(sorted({u["reason"] for u in report.unmatched})[:5]))
+    if report.n_filtered_out:
+        parts.append(f"{report.n_filtered_out} of other tasks than --tasks")
+    if report.n_rows == 0 and not skipped:
+        parts.append("the file has no rows")
+    return ", ".join(parts) + (f"; the first skipped: {first}" if skipped else "")
+
+
 def run_scoring(config: ScoreConfig, judge: Judge | None = None,
                 emit: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> dict:
     """Score every matched item; returns summary.json's content (or the dry-run plan)."""
     started = time.monotonic()
     items, report = load_predictions(config.predictions, config.references, config.tasks)
     if not items:
-        reasons = "; ".join(sorted({u["reason"] for u in report.unmatched})[:5]) or "the file has no rows"
-        raise EvaluationError(f"{config.predictions}: no item could be scored ({report.n_rows} rows, "
-                              f"{len(report.unmatched)} unmatched: {reasons}).")
+        raise EvaluationError(f"{config.predictions}: no item could be scored: {_why_nothing(report)}.")
     open_items = [item for item in items if item.answer_format == "open"]
     owned = judge is None and bool(open_items)    # close only the judge built here
     if owned:
@@ -179,18 +208,8 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
                   f"{' [APPROXIMATE]' if judge.identity.approximate else ''}" if judge else "no judge")
     emit(f"{len(items)} items ({len(open_items)} open, {len(items) - len(open_items)} closed); reusing "
          f"{len(reused)} finished rows; judging {len(to_judge)} with {judge_name}; metric version {version}")
-    new_rows: dict[tuple[str, str], dict] = {}
-    progress = _Progress(len(to_judge), config.progress_every_s, emit)
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    with JournalWriter(config.out_dir / JOURNAL_FILE) as journal:
-        def on_result(item: ScoringItem, judgement: ItemJudgement) -> None:
-            row = open_row(item, judgement, judge.identity, *_nlu(item, config, version))
-            journal.write(row)
-            new_rows[item.key] = row
-            progress.tick(not is_complete(row))
-
-        if to_judge:
-            judge.judge(to_judge, on_result)
+    redact = _redactor(config)
+    new_rows = _judge_into_journal(config, judge, to_judge, version, redact, emit)
     rows = []
     for item in items:
         if item.answer_format != "open":
@@ -217,8 +236,43 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
                         judge_stats=judge.stats() if judge else {}, run=run, inputs=report.to_dict(),
                         nlu_settings=nlu_metrics.settings() if any(r["nlu"] for r in rows) else None,
                         metric_version=version, table2_grouping=config.table2_grouping)
-    atomic_write_jsonl(config.out_dir / SCORES_FILE, rows)
+    summary = redact.value(summary)
+    atomic_write_jsonl(config.out_dir / SCORES_FILE, redact.value(rows))
     atomic_write_json(config.out_dir / SUMMARY_JSON, summary)
-    atomic_write_text(config.out_dir / SUMMARY_MD, render_summary_md(summary))
+    atomic_write_text(config.out_dir / SUMMARY_MD, redact(render_summary_md(summary)))
     (config.out_dir / JOURNAL_FILE).unlink(missing_ok=True)
     return summary
+
+
+def _redactor(config: ScoreConfig) -> Redactor:
+    """Everything written passes through it: the judge's API key is never stored (llm.redaction)."""
+    return Redactor.from_env(config.judge.llm.api_key_env if config.judge.llm else None)
+
+
+def _judge_into_journal(config: ScoreConfig, judge: Judge | None, to_judge: list[ScoringItem], version: str,
+                        redact: Redactor, emit: Callable[[str], None]) -> dict[tuple[str, str], dict]:
+    """Judge `to_judge`, each row appended to the journal as it finishes (a re-run resumes from there).
+    A run that stops before its first row leaves no empty journal (nor an output folder it created)."""
+    new_rows: dict[tuple[str, str], dict] = {}
+    if not to_judge:
+        return new_rows
+    progress = _Progress(len(to_judge), config.progress_every_s, emit)
+    created = not config.out_dir.exists()
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    journal_path = config.out_dir / JOURNAL_FILE
+    try:
+        with JournalWriter(journal_path) as journal:
+            def on_result(item: ScoringItem, judgement: ItemJudgement) -> None:
+                row = open_row(item, judgement, judge.identity, *_nlu(item, config, version))
+                journal.write(redact.value(row))
+                new_rows[item.key] = row
+                progress.tick(not is_complete(row))
+
+            judge.judge(to_judge, on_result)
+    except BaseException:
+        if journal_path.is_file() and journal_path.stat().st_size == 0:
+            journal_path.unlink()
+            if created and not any(config.out_dir.iterdir()):
+                config.out_dir.rmdir()
+        raise
+    return new_rows

@@ -6,8 +6,11 @@ It talks to any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp serv
 429/5xx/timeouts/invalid replies, a concurrency limit, a persistent SQLite cache keyed by
 (model, prompt name + version, sampling settings, inputs), token counts and an estimated cost, and a
 dry-run estimate that spends nothing. The API key is read from an environment variable at the first
-real request; it is never logged, stored or returned, and its value is replaced by "[REDACTED]" in every
-error and log message built from a server's reply (proxies and self-hosted servers may echo it). In
+real request; it is never logged, stored or returned, and its value is replaced by "[REDACTED]"
+(`llm.redaction`) in every reply before it is parsed, cached or returned, in replies read from the cache,
+and in every error and log message (proxies, self-hosted servers and judges may echo it). An HTTP 200
+whose body is not a chat completion (a proxy's error page, a captive portal, a body cut short) is retried,
+then a failed request saying what came back. In
 "auto" structured-output mode a refused request is retried with json_object, then plain text; the
 client keeps a lower mode only once a request in it was accepted.
 
@@ -44,6 +47,8 @@ from typing import Any, Iterator, Sequence
 
 from llm.cache import ResponseCache
 from llm.params import REASONING_TOKENS_ALLOWANCE, RefusedParameters, refused_parameter
+from llm.redaction import Redactor
+from llm.responses import not_a_completion, retry_after, status_text
 from llm.types import (
     CostEstimate,
     LLMFailure,
@@ -61,7 +66,6 @@ log = logging.getLogger(__name__)
 
 STRUCTURED_OUTPUT_MODES = ("auto", "json_schema", "json_object", "text")
 _MODE_ORDER = ("json_schema", "json_object", "text")     # the auto mode's fallbacks, in order
-_MIN_SECRET_CHARS = 6     # shorter "keys" are placeholders for servers without authentication ("x", "none")
 
 # List prices in USD per 1M tokens (input, output), as published by OpenAI in 2025. Exact model names
 # only: an unknown or local model has no price unless --price-input/--price-output are given.
@@ -168,13 +172,15 @@ class LLMClient:
         key = self.cache_key(prompt, user)
         hit = self.cache.get(key)
         if hit is not None:
+            reply = self.redact(hit.reply)       # a cache written before replies were redacted
             try:
-                value = prompt.parse(prompt.decode_reply(hit.reply))
+                value = prompt.parse(prompt.decode_reply(reply))
             except ReplyError as exc:  # a parser stricter than the one that validated it: ask again
-                log.warning("%s: cached reply no longer validates (%s); requesting a new one", prompt.name, exc)
+                log.warning("%s: cached reply no longer validates (%s); requesting a new one", prompt.name,
+                            self.redact(str(exc)))
             else:
                 self.stats.add(cache_hits=1)
-                return LLMResult(value, hit.reply, True, Usage(hit.input_tokens, hit.output_tokens), 0, key)
+                return LLMResult(value, reply, True, Usage(hit.input_tokens, hit.output_tokens), 0, key)
         last_error, last_raw = "no attempt made", None
         for attempt in range(1, self.settings.max_attempts + 1):
             if attempt > 1:
@@ -188,11 +194,12 @@ class LLMClient:
             except _Fatal as exc:
                 self.stats.add(failures=1)
                 return LLMFailure(str(exc), attempt, key)
+            raw = self.redact(raw)              # before it is parsed, cached or returned: it may echo the key
             try:
                 value = prompt.parse(prompt.decode_reply(raw))
             except ReplyError as exc:
                 self.stats.add(invalid_replies=1)
-                last_error, last_raw = self.redact(f"invalid reply: {exc}"), self.redact(raw)
+                last_error, last_raw = self.redact(f"invalid reply: {exc}"), raw
                 log.warning("%s: invalid reply (attempt %d/%d): %s", prompt.name, attempt,
                             self.settings.max_attempts, last_error)
                 continue
@@ -260,10 +267,10 @@ class LLMClient:
                 response = client.chat.completions.create(**kwargs)
             except openai.AuthenticationError as exc:
                 raise LLMConfigError(self.redact(f"{self.settings.base_url} rejected the API key "
-                                                 f"(${self.settings.api_key_env}): {_status_text(exc)}")) from None
+                                                 f"(${self.settings.api_key_env}): {status_text(exc)}")) from None
             except openai.NotFoundError as exc:
                 raise LLMConfigError(self.redact(f"{self.settings.base_url} has no model {self.settings.model!r} or "
-                                                 f"no chat completions endpoint: {_status_text(exc)}")) from None
+                                                 f"no chat completions endpoint: {status_text(exc)}")) from None
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 if self._note_refused_parameter(exc, kwargs):
                     continue            # the same request without the parameter the model refused
@@ -273,19 +280,21 @@ class LLMClient:
                     # refused for another reason (too long, ...) does not downgrade the whole run.
                     mode = _MODE_ORDER[_MODE_ORDER.index(mode) + 1]
                     continue
-                raise _Fatal(self.redact(f"the server refused the request: {_status_text(exc)}")) from None
+                raise _Fatal(self.redact(f"the server refused the request: {status_text(exc)}")) from None
             except openai.RateLimitError as exc:
-                raise _Retryable(self.redact(f"rate limited (429): {_status_text(exc)}"), _retry_after(exc)) from None
+                raise _Retryable(self.redact(f"rate limited (429): {status_text(exc)}"), retry_after(exc)) from None
             except openai.APITimeoutError:
                 raise _Retryable(f"timed out after {self.settings.timeout_s:g} s") from None
             except openai.APIConnectionError as exc:
                 raise _Retryable(self.redact(f"cannot connect to {self.settings.base_url}: {exc}")) from None
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500 or exc.status_code in (408, 409):
-                    raise _Retryable(self.redact(f"server error {_status_text(exc)}"), _retry_after(exc)) from None
-                raise _Fatal(self.redact(f"the server answered {_status_text(exc)}")) from None
+                    raise _Retryable(self.redact(f"server error {status_text(exc)}"), retry_after(exc)) from None
+                raise _Fatal(self.redact(f"the server answered {status_text(exc)}")) from None
             except openai.APIResponseValidationError as exc:
                 raise _Retryable(self.redact(f"the server sent a malformed response: {exc}")) from None
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:   # the SDK reading a 200
+                raise _Retryable(self.redact(not_a_completion(self.settings.base_url, *_unread_body(exc)))) from None
             if not prompt.verbatim:
                 self._adopt(mode)
             return self._reply_text(response, prompt, user)
@@ -324,7 +333,13 @@ class LLMClient:
         return self._refused.adjustments(self.settings.model)
 
     def _reply_text(self, response, prompt: Prompt, user: str) -> tuple[str, Usage]:
-        choices = getattr(response, "choices", None) or []
+        if isinstance(response, str):          # the SDK hands back a body that is not JSON as text
+            raise _Retryable(self.redact(not_a_completion(self.settings.base_url, response, "not JSON")))
+        if not isinstance(getattr(response, "choices", None), list):
+            body = response.to_json(indent=None) if hasattr(response, "to_json") else json.dumps(response)
+            what = "JSON but not a chat completion"
+            raise _Retryable(self.redact(not_a_completion(self.settings.base_url, body, what)))
+        choices = response.choices
         content = choices[0].message.content if choices and choices[0].message else None
         text = content or ""
         usage = getattr(response, "usage", None)
@@ -347,9 +362,8 @@ class LLMClient:
                 self._mode = mode
 
     def redact(self, text: str) -> str:
-        """`text` with the API key's value replaced (servers and proxies may echo the key in errors)."""
-        key = self._key or os.environ.get(self.settings.api_key_env) or ""
-        return text.replace(key, "[REDACTED]") if len(key) >= _MIN_SECRET_CHARS else text
+        """`text` with the API key's value replaced (servers, proxies and judges may echo the key)."""
+        return Redactor(self._key or os.environ.get(self.settings.api_key_env) or "")(text)
 
     def _sleep_before_retry(self, attempt: int, retry_after_s: float | None) -> None:
         if attempt >= self.settings.max_attempts:
@@ -372,17 +386,10 @@ class _Fatal(Exception):
     pass
 
 
-def _status_text(exc) -> str:
-    status = getattr(exc, "status_code", None)
-    body = getattr(exc, "body", None)
-    detail = body.get("message") if isinstance(body, dict) and "message" in body else (body or exc)
-    return f"HTTP {status}: {str(detail)[:300]}" if status else str(detail)[:300]
-
-
-def _retry_after(exc) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def _unread_body(exc: Exception) -> tuple[str | None, str]:
+    """(the body, what is wrong with it) of a 200 the SDK could not read as JSON."""
+    if isinstance(exc, UnicodeDecodeError):
+        return bytes(exc.object).decode("utf-8", "replace"), "not UTF-8 JSON"
+    if isinstance(exc, RecursionError):
+        return None, "JSON nested too deeply to read"
+    return exc.doc, "not JSON"

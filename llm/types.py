@@ -4,7 +4,8 @@ A `Prompt` carries its system text, the JSON schema of its reply, a `parse` func
 decoded reply, and a version that is stored on every row generated with it (and keys the cache). A
 `verbatim` prompt is sent exactly as written (no response_format, no schema note appended): for prompts
 that are a specification, such as the official WSI-Metric prompts; its optional `decode` turns the reply
-text into the value `parse` checks (default: `decode_json_reply`).
+text into the value `parse` checks (default: `decode_json_reply`, which refuses JSON nested deeper than
+`common.text_files.max_json_depth()`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
+from common.text_files import JsonNestingError, loads_json
 from llm.errors import ReplyError
 
 T = TypeVar("T")
@@ -121,14 +123,16 @@ def decode_json_reply(text: str) -> Any:
     candidate = _FENCE.match(text)
     body = candidate.group(1) if candidate else text.strip()
     try:
-        return json.loads(body)
+        return loads_json(body)
+    except JsonNestingError as exc:
+        raise ReplyError(f"the reply is {exc}") from None
     except json.JSONDecodeError:
         pass
     for opener, closer in (("[", "]"), ("{", "}")):
         start, end = body.find(opener), body.rfind(closer)
         if 0 <= start < end:
             try:
-                return json.loads(body[start:end + 1])
-            except json.JSONDecodeError:
+                return loads_json(body[start:end + 1])
+            except ValueError:             # not JSON, or nested too deeply (common.text_files)
                 continue
     raise ReplyError(f"the reply is not valid JSON: {text[:200]!r}")

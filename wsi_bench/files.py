@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 from common.atomic import atomic_write_text
 from common.hub import hub_errors, hub_snapshot, looks_like_hub_id
 from common.jsonl import iter_jsonl
+from common.text_files import read_json
 from wsi_bench.errors import BenchFormatError, UnknownTaskError
 from wsi_bench.tasks import (
     METADATA_TO_TASK,
@@ -91,10 +92,14 @@ def _require(record: dict, key: str, where: str, kind: type = str):
     if key not in record:
         raise BenchFormatError(f"{where}: missing field {key!r} (fields present: {sorted(record)}).")
     value = record[key]
-    if not isinstance(value, kind):
-        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+        names = " or ".join(k.__name__ for k in _kinds(kind))
         raise BenchFormatError(f"{where}: field {key!r} must be {names}, got {type(value).__name__}.")
     return value
+
+
+def _kinds(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def _item(spec: TaskSpec, *, question_id, image, question, answer, source_task_name, source,
@@ -136,6 +141,9 @@ def parse_llava_records(records: list, source: str, task_name: str | None = None
 
 def _record_task(record, index: int, task_name: str, source: str, file_spec: list) -> tuple[str, TaskSpec]:
     """(source task name, spec) of one LLaVA record: its `metadata`, its turn number, or the file's task."""
+    if isinstance(record, dict) and record.get("metadata") is not None and not isinstance(record["metadata"], str):
+        raise BenchFormatError(f"{source}: record {index}: field 'metadata' must be str (a task name), got "
+                               f"{type(record['metadata']).__name__}.")
     if isinstance(record, dict) and isinstance(record.get("metadata"), str):
         return record["metadata"], _metadata_task(record["metadata"], f"{source}: record {index}"
                                                   + (f" (id {record['id']})" if "id" in record else ""))
@@ -257,10 +265,7 @@ def read_bench_file(path: str | Path, task_name: str | None = None,
         return parse_official_rows(read_jsonl(path, problems), str(path), problems)
     if path.suffix != ".json":
         raise BenchFormatError(f"{path}: expected a .json (LLaVA conversations) or .jsonl (official) file.")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BenchFormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+    records = read_json(path, error=BenchFormatError)      # not UTF-8 / not JSON / nested too deeply
     return parse_llava_records(records, str(path), task_name, problems)
 
 

@@ -81,11 +81,10 @@ def _check_override(value: float, where: str) -> float:
 
 def load_mpp_csv(path: str | Path) -> dict[str, float]:
     """Read a `slide,mpp` CSV (header optional) into {slide: mpp}; `slide` is an id, file name or path."""
+    from common.text_files import read_text   # UTF-8 (BOM dropped); bad bytes named by line and byte offset
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise MppError(f"--mpp-csv {path}: cannot read it ({exc.strerror or exc}).") from exc
+    text = read_text(path, error=MppError, label=f"--mpp-csv {path}")
     table: dict[str, float] = {}
     for number, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):

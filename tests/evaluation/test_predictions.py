@@ -44,7 +44,7 @@ def test_llava_json_references_with_predictions_keyed_by_id(tmp_path):
         {"question_id": "S1-1", "prediction": "No"},                          # ambiguous without a task
         {"question_id": "nope", "prediction": "x"},                           # no such reference
         {"question_id": "S1-4", "task": "Banana", "prediction": "x"},         # unknown task
-        {"question_id": "S1-4", "prediction": 3},                             # no prediction text
+        {"question_id": "S1-4", "prediction": 3},                             # not a text: a skipped line
         {"prediction": "no id"},
         {"question_id": "S2-4", "prediction": "again"},                       # duplicate
     ]
@@ -60,9 +60,11 @@ def test_llava_json_references_with_predictions_keyed_by_id(tmp_path):
     assert "ambiguous across tasks" in reasons[0] and "add a task field" in reasons[0]
     assert reasons[1] == "no reference with this id"
     assert "unknown task 'Banana'" in reasons[2]
-    assert "no prediction text" in reasons[3] and "no id field" in reasons[4]
+    assert "no id field" in reasons[3] and len(reasons) == 4
     assert len(report.duplicates) == 1 and report.duplicates[0]["kept"].endswith(":1")
-    assert len(report.problems) == 1 and "not valid JSON" in report.problems[0]
+    assert len(report.problems) == 2 and "not valid JSON" in report.problems[0]
+    assert report.problems[1] == f"{path}:6: field 'prediction' must be a string, got int; line skipped"
+    assert report.skipped_lines == [6, 9]
     assert report.to_dict()["n_missing"] == 10 - 2          # every reference without a prediction is listed
 
 

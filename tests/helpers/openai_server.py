@@ -10,6 +10,9 @@ is empty, from a `responder(request_json) -> str | Reply` function. Every reques
         ...
         assert server.request_count == 2
 
+A scripted `Reply(raw_body=..., content_type="text/html")` answers with any body at all: an HTML page or a
+cut-off JSON object with HTTP 200, as a proxy error page or a captive portal does.
+
 `reasoning_model=True` makes it refuse what OpenAI's reasoning models (o-series, gpt-5, gpt-5-mini)
 refuse in Chat Completions, one parameter per request and with OpenAI's exact error bodies
 (`REASONING_REFUSALS`): `max_tokens` (use `max_completion_tokens`), a `temperature` other than 1, and
@@ -33,6 +36,7 @@ class Reply:
     delay_s: float = 0.0              # extra wait before answering (simulate timeouts)
     headers: dict = field(default_factory=dict)
     raw_body: str | None = None       # send this body verbatim instead of a completion object
+    content_type: str = "application/json"   # e.g. "text/html" for a proxy's or captive portal's page
     usage: tuple[int, int] | None = (0, 0)  # (prompt_tokens, completion_tokens); None omits `usage`
 
 
@@ -152,10 +156,11 @@ class OpenAIStandIn:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
-            def _send(self, status: int, body: str, headers: dict | None = None) -> None:
+            def _send(self, status: int, body: str, headers: dict | None = None,
+                      content_type: str = "application/json") -> None:
                 data = body.encode("utf-8")
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
@@ -197,6 +202,6 @@ class OpenAIStandIn:
                                                  "type": "server_error"}})
                 else:
                     body = json.dumps(stand_in._completion(reply))
-                self._send(reply.status, body, reply.headers)
+                self._send(reply.status, body, reply.headers, reply.content_type)
 
         return Handler

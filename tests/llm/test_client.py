@@ -300,3 +300,75 @@ def test_an_empty_reply_cut_at_the_token_limit_says_so(key):
     with OpenAIStandIn(responder=responder) as server:
         outcome = make_client(server, max_attempts=2).try_complete(CLAIMS, "x")
     assert isinstance(outcome, LLMFailure) and "token limit" in outcome.error
+
+
+@pytest.mark.parametrize("body, content_type, shown", [
+    ("<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>", "text/html", "<html><head>"),
+    ("<html><body>Captive portal: log in</body></html>", "application/json", "<html><body>Captive"),
+    ('{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"index": 0, "mess', "application/json",
+     '{"id": "chatcmpl-1"'),
+    ("", "application/json", "(an empty body)"),
+])
+def test_a_200_reply_whose_body_is_not_json_is_retried_then_a_clear_failure(server, key, caplog, body,
+                                                                            content_type, shown):
+    """A proxy error page or a captive portal answers HTTP 200 with HTML, or a connection cut the body short:
+    the SDK raises JSONDecodeError (JSON content type) or hands back the page as a string (other types)."""
+    server.queue(*[Reply(raw_body=body.replace("log in", f"log in ({key})"), content_type=content_type)] * 2)
+    with caplog.at_level("DEBUG"):
+        outcome = make_client(server, max_attempts=2).try_complete(CLAIMS, "x")
+    assert isinstance(outcome, LLMFailure) and outcome.attempts == 2 and server.request_count == 2
+    assert "HTTP 200" in outcome.error and "not JSON" in outcome.error and shown in outcome.error
+    assert "proxy or captive portal" in outcome.error and server.url in outcome.error
+    assert key not in outcome.error and key not in caplog.text
+    server.queue(Reply(raw_body=body, content_type=content_type))     # then the endpoint recovers
+    assert make_client(server, max_attempts=2).complete(CLAIMS, "x").value == ["a", "b"]
+
+
+def test_a_200_reply_that_is_json_but_no_chat_completion_is_a_clear_failure(server, key):
+    server.queue(*[Reply(raw_body='{"status": "ok"}')] * 2)
+    outcome = make_client(server, max_attempts=2).try_complete(CLAIMS, "x")
+    assert isinstance(outcome, LLMFailure) and "HTTP 200" in outcome.error
+    assert "not a chat completion" in outcome.error and '"status"' in outcome.error
+
+
+def test_a_reply_nested_too_deeply_is_an_invalid_reply_not_a_recursion_error(server, key):
+    server.queue("[" * 50000 + "]" * 50000)
+    result = make_client(server).complete(CLAIMS, "x")
+    assert result.value == ["a", "b"] and result.attempts == 2
+    with pytest.raises(ReplyError, match="nested too deeply"):
+        decode_json_reply("[" * 50000 + "]" * 50000)
+
+
+def test_a_reply_that_echoes_the_key_is_redacted_before_it_is_parsed_cached_or_returned(server, key, tmp_path):
+    server.responder = lambda req: json.dumps({"claims": [f"the key is {key}", "b"]})
+    client = make_client(server, tmp_path)
+    result = client.complete(CLAIMS, "x")
+    assert result.value == ["the key is [REDACTED]", "b"] and key not in result.raw
+    assert key.encode() not in b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("cache"))
+    again = make_client(server, tmp_path).complete(CLAIMS, "x")
+    assert again.cached and again.value == ["the key is [REDACTED]", "b"]
+
+
+def test_a_cached_reply_written_before_redaction_is_redacted_when_read(server, key, tmp_path):
+    client = make_client(server, tmp_path)
+    client.cache.put(client.cache_key(CLAIMS, "x"), CLAIMS.name, CLAIMS.version, "stand-in",
+                     json.dumps({"claims": [f"old {key}"]}), 1, 1)
+    result = make_client(server, tmp_path).complete(CLAIMS, "x")
+    assert result.cached and result.value == ["old [REDACTED]"] and key not in result.raw
+
+
+def test_the_cache_file_is_created_only_with_its_first_reply(server, key, monkeypatch, tmp_path):
+    monkeypatch.delenv("TEST_LLM_KEY")
+    client = make_client(server, tmp_path)
+    with pytest.raises(LLMConfigError):
+        client.complete(CLAIMS, "x")
+    assert not (tmp_path / "cache.sqlite").exists() and len(client.cache) == 0
+    monkeypatch.setenv("TEST_LLM_KEY", key)
+    client.complete(CLAIMS, "x")
+    assert (tmp_path / "cache.sqlite").is_file() and len(make_client(server, tmp_path).cache) == 1
+
+
+def test_a_cache_file_that_is_not_sqlite_is_refused_when_opened(server, key, tmp_path):
+    (tmp_path / "cache.sqlite").write_text("not a database " * 100)
+    with pytest.raises(LLMConfigError, match="cannot open it as SQLite"):
+        make_client(server, tmp_path)

@@ -94,3 +94,13 @@ def test_a_slide_without_mpp_opens_but_refuses_to_guess(tmp_path):
 def test_invalid_global_override_is_rejected():
     with pytest.raises(MppError, match="--mpp: MPP 0"):
         MppOverrides(mpp=0.0)
+
+
+def test_an_mpp_csv_that_is_not_utf8_names_the_file_line_and_byte_offset(tmp_path):
+    csv_path = tmp_path / "mpp.csv"
+    csv_path.write_bytes("slide,mpp\nlame-1,0.25\nlame-é,0.5\n".encode("latin-1"))
+    with pytest.raises(MppError) as caught:
+        load_mpp_csv(csv_path)
+    message = str(caught.value)
+    assert f"--mpp-csv {csv_path}" in message and "line 3" in message and "byte offset 27" in message
+    assert "iconv -f latin1 -t utf-8" in message

@@ -201,3 +201,60 @@ def test_hub_dataset_downloads_only_the_requested_split(hub, tmp_path):
     assert not any("WSI-Bench-train.json" in path for _, path in hub.requests if "resolve" in path)
     with pytest.raises(BenchFormatError, match="no WSI-Bench .json/.jsonl files for split 'val'"):
         read_benchmark("org/bench", split="val")
+
+
+def test_a_json_file_that_is_not_utf8_names_the_line_and_byte_offset(tmp_path):
+    path = tmp_path / "Grading_test.json"
+    data = json.dumps([llava_record("q1", "Grade?", "Grade I.")], indent=1).replace("Grade I.", "Grade \udcb0I.")
+    raw = data.encode("utf-8", "surrogateescape")
+    path.write_bytes(raw)
+    line = raw[:raw.index(bytes([0xB0]))].count(b"\n") + 1
+    with pytest.raises(BenchFormatError) as info:
+        read_bench_file(path)
+    message = str(info.value)
+    assert str(path) in message and f"line {line}" in message and f"byte offset {raw.index(bytes([0xB0]))}" in message
+    assert "0xb0" in message and "iconv -f latin1 -t utf-8" in message
+
+
+def test_json_nested_too_deeply_is_a_format_error(tmp_path):
+    path = tmp_path / "Grading_test.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(BenchFormatError, match="nested too deeply"):
+        read_bench_file(path)
+    jsonl = tmp_path / "WSI-Bench-test.jsonl"
+    jsonl.write_text(json.dumps(official_row("a", "Stage")) + "\n" + "[" * 100000 + "]" * 100000 + "\n")
+    problems = []
+    assert [i.question_id for i in read_benchmark(jsonl, problems=problems)] == ["a"]
+    assert len(problems) == 1 and problems[0].startswith(f"{jsonl}: line 2 is nested too deeply")
+
+
+def test_a_jsonl_line_that_is_not_utf8_is_a_problem_of_that_line(tmp_path):
+    jsonl = tmp_path / "WSI-Bench-test.jsonl"
+    good = json.dumps(official_row("a", "Stage")).encode()
+    jsonl.write_bytes(good + b"\n" + good.replace(b'"a"', b'"\xe9"') + b"\n")
+    problems = []
+    assert [i.question_id for i in read_benchmark(jsonl, problems=problems)] == ["a"]
+    assert len(problems) == 1 and f"{jsonl}: line 2" in problems[0] and "not UTF-8" in problems[0]
+    offset = len(good) + 1 + good.index(b'"a"') + 1
+    assert f"byte offset {offset}" in problems[0]
+    with pytest.raises(BenchFormatError, match="line 2"):
+        read_benchmark(jsonl)
+
+
+@pytest.mark.parametrize("record, message", [
+    ({**llava_record("q1", "Q?", "A."), "id": True}, "field 'id' must be str or int, got bool"),
+    ({**llava_record("q1", "Q?", "A."), "image": ["x.pt"]}, "field 'image' must be str, got list"),
+    ({**llava_record("q1", "Q?", "A."), "metadata": ["Stage"]}, "field 'metadata' must be str .*, got list"),
+])
+def test_llava_fields_of_the_wrong_type_are_refused_naming_field_and_type(tmp_path, record, message):
+    path = tmp_path / "Grading_test.json"
+    path.write_text(json.dumps([record]))
+    with pytest.raises(BenchFormatError, match=message):
+        read_bench_file(path)
+
+
+def test_official_rows_with_a_bool_question_id_are_refused(tmp_path):
+    path = tmp_path / "WSI-Bench-test.jsonl"
+    path.write_text(json.dumps({**official_row("a", "Stage"), "question_id": False}) + "\n")
+    with pytest.raises(BenchFormatError, match="field 'question_id' must be str or int, got bool"):
+        read_benchmark(path)
