@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from modeling.checkpoints import default_device, load_model
-        from modeling.generation_settings import settings_from_args
+        from modeling.generation_settings import check_question_length, settings_from_args
         from modeling.inference import SlideChatSession
         from modeling.slide_inputs import use_slide_token_source
 
+        check_question_length(args.question, args.max_question_chars)         # before the model loads
         settings = settings_from_args(args)
         device = args.device or default_device()
         loaded = load_model(args.model, load_4bit=args.load_4bit, device=device, revision=args.revision,

@@ -21,7 +21,13 @@ from typing import Callable, Mapping
 from evaluation.judge_types import JUDGE_NAMES
 from llm.client import LLMSettings
 from modeling.conversation import INFERENCE_TEMPLATE, TEMPLATES
-from modeling.generation_settings import DEFAULT_PROFILE, OFFICIAL, PROFILES, GenerationSettings
+from modeling.generation_settings import (
+    DEFAULT_MAX_QUESTION_CHARS,
+    DEFAULT_PROFILE,
+    OFFICIAL,
+    PROFILES,
+    GenerationSettings,
+)
 from ui.qa.model_manager import LOAD_4BIT_POLICIES
 from ui.qa.upload_sandbox import DEFAULT_MAX_UPLOAD_MB, new_upload_root
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -157,6 +163,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "profile", _from_profile(float),
             f"default sampling temperature, 0 = greedy (profile: the generation profile's; official "
             f"{OFFICIAL.temperature:g}); adjustable in the tab"),
+    Setting("max_question_chars", "WSI_LLAVA_MAX_QUESTION_CHARS", "--max-question-chars",
+            str(DEFAULT_MAX_QUESTION_CHARS), _positive(int),
+            "longest accepted question in characters (WSI-Bench's longest has 755); a longer one is refused "
+            "before any model work, as is a question whose prompt and max new tokens exceed the model's context"),
     Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_NAMES),
             "live WSI-Precision/Relevance judge: offline (approximate, no network) or openai"),
     Setting("judge_model", "WSI_LLAVA_JUDGE_MODEL", "--judge-model", "", _optional,
@@ -220,6 +230,7 @@ class AppConfig:
     judge_cache: str | None = _default("judge_cache")
     review_store: str = _default("review_store")
     users_file: str | None = _default("users_file")
+    max_question_chars: int = _default("max_question_chars")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
