@@ -9,6 +9,8 @@ their events (`ui.events.bind`).
 
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from curation.store.status import ReviewInputError
@@ -74,7 +76,7 @@ def sign_in_huggingface_on_load(s: ReviewScreen, profile: gr.OAuthProfile | None
     try:
         return signed_in(s, huggingface_sign_in(s.store, profile.username))
     except SignInError as exc:
-        return {s.session: None, s.who: f"**Not signed in.** {exc}"}
+        return {s.session: None, s.who: f"**Not signed in.** {html.escape(str(exc), quote=False)}"}
 
 
 def sign_out(s: ReviewScreen):
