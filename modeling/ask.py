@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = slide_inputs_for(Path(args.input), loaded, device, args.feature_batch_size, args.num_workers)
         token_source = use_slide_token_source(loaded.model, inputs, args.slide_token_source)
         session = SlideChatSession(loaded.model, loaded.processor, inputs, settings)   # checks the inputs
+        session.check_fits(args.question)                   # the prompt and max new tokens fit the context
         print(f"Input: {inputs.describe()}; slide tokens: {token_source}", flush=True)
         print(f"Q: {args.question}\nA: ", end="", flush=True)
         if settings.trim_answer:            # the trimmed answer is only known at the end

@@ -183,6 +183,17 @@ class SlideChatSession:
         ids, _ = self.processor.tokenize(prompt)
         return ids
 
+    def _checked_prompt_ids(self, question: str, settings: GenerationSettings) -> list[int]:
+        prompt_ids = self._prompt_ids(question, settings)
+        check_prompt_fits(len(prompt_ids), settings.max_new_tokens, context_tokens(self.model.config),
+                          prompt_ids.count(self.processor.image_token_id))
+        return prompt_ids
+
+    def check_fits(self, question: str, settings: GenerationSettings | None = None) -> None:
+        """ModelError (both numbers, what to do) when this turn would not fit the model's context; runs nothing.
+        Every answer checks it anyway; callers use it to refuse before they print or schedule anything."""
+        self._checked_prompt_ids(question, settings or self.settings)
+
     def _ensure_prefix(self, prompt_ids: list[int]) -> None:
         """Run the prompt up to the last slide placeholder once and keep its KV cache (again only when the
         prefix changed: another prompt template)."""
@@ -198,9 +209,7 @@ class SlideChatSession:
 
     def _generate_kwargs(self, question: str, streamer=None, settings: GenerationSettings | None = None) -> dict:
         settings = settings or self.settings
-        prompt_ids = self._prompt_ids(question, settings)
-        check_prompt_fits(len(prompt_ids), settings.max_new_tokens, context_tokens(self.model.config),
-                          prompt_ids.count(self.processor.image_token_id))
+        prompt_ids = self._checked_prompt_ids(question, settings)
         self._ensure_prefix(prompt_ids)
         input_ids = torch.tensor([prompt_ids], device=self.device)
         cache = copy.deepcopy(self._prefix_cache)

@@ -331,3 +331,10 @@ def test_ask_refuses_a_question_over_the_limit_before_loading_a_model(tmp_path, 
                            "question has 755). Shorten the question.")
     assert ask.main([str(pt), "-q", "x" * 20, "--max-question-chars", "10"]) == 1
     assert "The question has 20 characters; at most 10 are accepted" in capsys.readouterr().err
+    monkeypatch.undo()                                  # the demo model (576 slide tokens, 4,096-token context)
+    assert ask.main([str(pt), "-q", "Grade?", "--max-new-tokens", "4000"]) == 1
+    captured = capsys.readouterr()
+    assert "Q: Grade?" not in captured.out                # refused before the question is echoed
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith("wsi-llava ask: error: This question needs ") and "over the model's context of 4,096" in err
+    assert "up to 4,000 new tokens are allowed" in err and "Nothing was run." in err
