@@ -48,7 +48,8 @@ def build_services(config: AppConfig):
     for folder in remove_orphaned_upload_roots():
         log.info("removed %s, left behind by an app process that is gone", folder)
     upload_root = config.upload_root()
-    sandbox = UploadSandbox(upload_root, config.max_upload_bytes, incoming_roots=[gradio_upload_folder()])
+    sandbox = UploadSandbox(upload_root, config.max_upload_bytes, incoming_roots=[gradio_upload_folder()],
+                            quota_bytes=config.upload_quota_bytes, max_ratio=config.max_zip_ratio)
     sandbox.discard_older_than(config.session_ttl_min * 60)     # left behind by an earlier process
     models = ModelManager(ModelSpec(config.model, revision=config.model_revision, load_4bit=config.load_4bit,
                                     device=config.device, convert_dir=config.model_cache,

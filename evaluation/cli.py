@@ -138,7 +138,7 @@ def _predict(args) -> int:
     config = PredictConfig(model=args.model, benchmark=args.benchmark, features_root=args.features_root,
                            out=args.out, load_4bit=args.load_4bit, tasks=args.tasks, split=args.split,
                            generation=generation, dtype=args.dtype, device=args.device, limit=args.limit,
-                           slide_token_source=args.slide_token_source)
+                           slide_token_source=args.slide_token_source, max_question_chars=args.max_question_chars)
     report = run_predictions(config)
     print(json.dumps(report, indent=1))
     return 0

@@ -15,8 +15,9 @@ other generation settings into the same file is refused (mixing them would corru
 Slide inputs are looked up under --features-root (first existing wins): the released path itself
 ("TCGA-BRCA/<slide>.pt"), our features h5 beside it, "<slide>.pt", "<slide>.h5"
 (modeling.slide_inputs.slide_input_candidates). Items without inputs, and items whose inputs cannot be
-used, are counted and listed in `<out stem>.summary.json`, never silently dropped; a re-run retries
-them. One slide's inputs and its KV-cached prompt prefix are reused for all of its questions.
+used, and questions longer than `max_question_chars` (`--max-question-chars`) or whose prompt would not fit
+the model's context, are counted and listed in `<out stem>.summary.json` (`failures`), never silently dropped
+and never a crash; a re-run retries them. One slide's inputs and its KV-cached prompt prefix are reused for all of its questions.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from wsi_bench.errors import BenchError
 from wsi_bench.files import BenchItem, read_benchmark
 from evaluation.errors import EvaluationError
 from common.journal import JournalWriter, read_journal
-from modeling.generation_settings import GenerationSettings
+from modeling.generation_settings import DEFAULT_MAX_QUESTION_CHARS, GenerationSettings
 
 PREDICTIONS_SCHEMA = "wsi-llava.evaluation.predictions/1"
 PREDICT_SEED = 0          # every answer is seeded: a re-run (or a resumed run) gives the same answers
@@ -53,6 +54,7 @@ class PredictConfig:
     device: str | None = None
     limit: int | None = None
     slide_token_source: str | None = None       # features .h5 inputs: None = the model's (modeling.slide_token_sources)
+    max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS   # longer questions are failed items (nothing is run)
 
     def __post_init__(self) -> None:
         self.features_root, self.out = Path(self.features_root), Path(self.out)
@@ -63,6 +65,8 @@ class PredictConfig:
             raise EvaluationError(f"--out {self.out}: use a .jsonl file name.")
         if self.limit is not None and self.limit < 1:
             raise EvaluationError("--limit must be positive.")
+        if self.max_question_chars < 1:
+            raise EvaluationError("--max-question-chars must be positive.")
 
     @property
     def summary_path(self) -> Path:
@@ -119,6 +123,7 @@ def _answer_slide(loaded, path: Path, items: Sequence[BenchItem], config: Predic
                   write: Callable, fail: Callable) -> None:
     """Answer every question about one slide; the slide prefix is computed once (history reset per item)."""
     from modeling.errors import ModelError
+    from modeling.generation_settings import check_question_length
     from modeling.inference import SlideChatSession
     from modeling.model_inputs import slide_model_inputs
 
@@ -132,6 +137,7 @@ def _answer_slide(loaded, path: Path, items: Sequence[BenchItem], config: Predic
     for item in items:
         session.history = []
         try:
+            check_question_length(item.question, config.max_question_chars)
             answer = session.ask(item.question)
         except ModelError as exc:
             fail(item, exc)

@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from modeling.checkpoints import default_device, load_model
-        from modeling.generation_settings import settings_from_args
+        from modeling.generation_settings import check_question_length, settings_from_args
         from modeling.inference import SlideChatSession
         from modeling.slide_inputs import use_slide_token_source
 
+        check_question_length(args.question, args.max_question_chars)         # before the model loads
         settings = settings_from_args(args)
         device = args.device or default_device()
         loaded = load_model(args.model, load_4bit=args.load_4bit, device=device, revision=args.revision,
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = slide_inputs_for(Path(args.input), loaded, device, args.feature_batch_size, args.num_workers)
         token_source = use_slide_token_source(loaded.model, inputs, args.slide_token_source)
         session = SlideChatSession(loaded.model, loaded.processor, inputs, settings)   # checks the inputs
+        session.check_fits(args.question)                   # the prompt and max new tokens fit the context
         print(f"Input: {inputs.describe()}; slide tokens: {token_source}", flush=True)
         print(f"Q: {args.question}\nA: ", end="", flush=True)
         if settings.trim_answer:            # the trimmed answer is only known at the end

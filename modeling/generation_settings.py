@@ -18,6 +18,10 @@ Profiles (`PROFILES`; `GenerationSettings.from_profile(name, **overrides)`):
 
 Every setting, the profile and the seed are recorded with each answer (`GenerationSettings.record()`).
 
+Limits on the input, checked before any model work: a question longer than `DEFAULT_MAX_QUESTION_CHARS`
+(`--max-question-chars`) is refused by `check_question_length`; `modeling.inference` then refuses a prompt
+(question + slide tokens + earlier turns) that, with `max_new_tokens`, would not fit the model's context.
+
     settings = GenerationSettings.from_profile("greedy", max_new_tokens=64)
 """
 
@@ -36,6 +40,12 @@ FORK_8714AFC_STOP_WORDS = ("</s>", "USER:", "\nUSER:", "\nASSISTANT:", "\nHuman:
 # trim_generated_answer@8714afc: the answer is cut at the first of these markers.
 _FORK_8714AFC_TRIM_MARKERS = ("\nUSER:", "\nASSISTANT:", "\nHuman:", "\nQuestion:", "\nQUESTION:", "\nTASK:",
                               "\nASK:", "\nQ:")
+# The longest question accepted (the app, `wsi-llava ask`, `evaluate predict`; `--max-question-chars`). WSI-Bench's
+# longest question has 755 characters (16,747 questions of the released test files and a train sample); 4,000
+# characters (about 1,000-1,300 LLaMA tokens of English pathology text at 3-4 characters a token) fit beside the
+# template (~40 tokens), the 576 slide tokens and the official 2,048 new tokens in Vicuna-7B v1.5's 4,096-token
+# context (1,432 tokens left for the question).
+DEFAULT_MAX_QUESTION_CHARS = 4000
 # Model precision at inference: "auto" is the official float16 on CUDA, float32 on CPU.
 INFERENCE_DTYPES = ("auto", "float16", "bfloat16", "float32")
 
@@ -142,6 +152,13 @@ def finish_answer(settings: GenerationSettings, decoded: str) -> str:
     return trim_answer_8714afc(text) if settings.trim_answer else text
 
 
+def check_question_length(question: str, max_chars: int = DEFAULT_MAX_QUESTION_CHARS) -> None:
+    """ModelError naming both numbers when `question` is longer than `max_chars` characters (nothing is run)."""
+    if len(question) > max_chars:
+        raise ModelError(f"The question has {len(question):,} characters; at most {max_chars:,} are accepted "
+                         f"(--max-question-chars; WSI-Bench's longest question has 755). Shorten the question.")
+
+
 def resolve_dtype_name(name: str, device: str) -> str:
     """"auto" -> float16 on CUDA (model_vqa.py), float32 on CPU; other names as they are."""
     if name not in INFERENCE_DTYPES:
@@ -173,6 +190,16 @@ def add_generation_options(parser: argparse.ArgumentParser, seed_default: int | 
                        help=f"0 disables (official: {OFFICIAL.no_repeat_ngram_size})")
     group.add_argument("--repetition-penalty", type=float, help="(official: none; fork-8714afc: 1.1)")
     group.add_argument("--seed", type=int, default=seed_default, help=seed_help)
+    group.add_argument("--max-question-chars", type=_positive_int, default=DEFAULT_MAX_QUESTION_CHARS,
+                       help=f"longer questions are refused before any model work (default: "
+                            f"{DEFAULT_MAX_QUESTION_CHARS}; WSI-Bench's longest has 755)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def add_dtype_option(parser: argparse.ArgumentParser) -> None:
@@ -187,5 +214,6 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
 
 
 __all__ = ["GenerationSettings", "PROFILES", "PROFILE_DESCRIPTIONS", "DEFAULT_PROFILE", "OFFICIAL",
-           "FORK_8714AFC_STOP_WORDS", "INFERENCE_DTYPES", "trim_answer_8714afc", "finish_answer",
+           "FORK_8714AFC_STOP_WORDS", "INFERENCE_DTYPES", "DEFAULT_MAX_QUESTION_CHARS", "check_question_length",
+           "trim_answer_8714afc", "finish_answer",
            "resolve_dtype_name", "add_generation_options", "add_dtype_option", "settings_from_args"]

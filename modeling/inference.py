@@ -6,6 +6,11 @@ never recomputes the slide. The prompt is tokenized in chunks split at `<image>`
 (`WsiLlavaProcessor.tokenize`), so the slide prefix's token ids are identical in every turn and the
 result equals a from-scratch `generate` on the same prompt (tested with greedy decoding).
 
+Before any model work on a question, the prompt (template, question, slide tokens, earlier turns) plus
+`max_new_tokens` is checked against the language model's context (`context_tokens`: its
+`max_position_embeddings`, 4,096 for Vicuna-7B v1.5); a turn that would not fit is a ModelError naming both
+numbers and the ways out (a shorter question, fewer new tokens, a new conversation).
+
 The settings and their defaults live in `modeling.generation_settings` (official: WSI-LLaVA's
 `model_vqa.py`). The official code generates from `inputs_embeds` with transformers 4.37.2, which starts
 the output with a lone BOS: its n-gram ban, repetition penalty and the fork's stop words see [BOS] + the
@@ -34,7 +39,27 @@ from modeling.generation_settings import GenerationSettings, finish_answer
 from modeling.slide_inputs import SlideInputs, check_compatible
 
 __all__ = ["GenerationSettings", "SlideChatSession", "stream_answer", "generate_kwargs", "AnswerOnly",
-           "AnswerNoRepeatNGram", "KeywordStop"]
+           "AnswerNoRepeatNGram", "KeywordStop", "context_tokens", "check_prompt_fits"]
+
+
+def context_tokens(model_config) -> int | None:
+    """The language model's context in tokens (text config `max_position_embeddings`); None when it has none."""
+    text_config = getattr(model_config, "text_config", model_config)
+    value = getattr(text_config, "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+def check_prompt_fits(prompt_tokens: int, max_new_tokens: int, context: int | None, num_slide_tokens: int) -> None:
+    """ModelError when a prompt of `prompt_tokens` plus up to `max_new_tokens` would not fit in `context`."""
+    needed = prompt_tokens + max_new_tokens
+    if context is None or needed <= context:
+        return
+    room = context - prompt_tokens
+    fewer = (f"allow at most {room:,} new tokens (max new tokens), " if room > 0 else "")
+    raise ModelError(f"This question needs {needed:,} tokens, over the model's context of {context:,}: the prompt is "
+                     f"{prompt_tokens:,} tokens (the question, the {num_slide_tokens} slide tokens and the conversation "
+                     f"so far) and up to {max_new_tokens:,} new tokens are allowed. Ask a shorter question, {fewer}or "
+                     "start a new conversation. Nothing was run.")
 
 
 def generate_kwargs(settings: GenerationSettings, prompt_length: int, lead_ids: tuple[int, ...] = ()) -> dict:
@@ -158,6 +183,17 @@ class SlideChatSession:
         ids, _ = self.processor.tokenize(prompt)
         return ids
 
+    def _checked_prompt_ids(self, question: str, settings: GenerationSettings) -> list[int]:
+        prompt_ids = self._prompt_ids(question, settings)
+        check_prompt_fits(len(prompt_ids), settings.max_new_tokens, context_tokens(self.model.config),
+                          prompt_ids.count(self.processor.image_token_id))
+        return prompt_ids
+
+    def check_fits(self, question: str, settings: GenerationSettings | None = None) -> None:
+        """ModelError (both numbers, what to do) when this turn would not fit the model's context; runs nothing.
+        Every answer checks it anyway; callers use it to refuse before they print or schedule anything."""
+        self._checked_prompt_ids(question, settings or self.settings)
+
     def _ensure_prefix(self, prompt_ids: list[int]) -> None:
         """Run the prompt up to the last slide placeholder once and keep its KV cache (again only when the
         prefix changed: another prompt template)."""
@@ -173,7 +209,7 @@ class SlideChatSession:
 
     def _generate_kwargs(self, question: str, streamer=None, settings: GenerationSettings | None = None) -> dict:
         settings = settings or self.settings
-        prompt_ids = self._prompt_ids(question, settings)
+        prompt_ids = self._checked_prompt_ids(question, settings)
         self._ensure_prefix(prompt_ids)
         input_ids = torch.tensor([prompt_ids], device=self.device)
         cache = copy.deepcopy(self._prefix_cache)

@@ -21,9 +21,20 @@ from typing import Callable, Mapping
 from evaluation.judge_types import JUDGE_NAMES
 from llm.client import LLMSettings
 from modeling.conversation import INFERENCE_TEMPLATE, TEMPLATES
-from modeling.generation_settings import DEFAULT_PROFILE, OFFICIAL, PROFILES, GenerationSettings
+from modeling.generation_settings import (
+    DEFAULT_MAX_QUESTION_CHARS,
+    DEFAULT_PROFILE,
+    OFFICIAL,
+    PROFILES,
+    GenerationSettings,
+)
 from ui.qa.model_manager import LOAD_4BIT_POLICIES
-from ui.qa.upload_sandbox import DEFAULT_MAX_UPLOAD_MB, new_upload_root
+from ui.qa.upload_sandbox import (
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_QUOTA_FRACTION,
+    new_upload_root,
+)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -73,6 +84,20 @@ def _from_profile(kind: type) -> Callable[[str], float | int | None]:
             raise ValueError("must be >= 0 (or 'profile')")
         return value
     return parse
+
+
+def _auto_or_positive(text: str) -> float | None:
+    """"auto" -> None (decided at start-up), else a positive number."""
+    if text.strip() == "auto":
+        return None
+    return _positive(float)(text)
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if value < 1:
+        raise ValueError("must be at least 1 (unpacked bytes per compressed byte)")
+    return value
 
 
 def _template(text: str) -> str | None:
@@ -134,6 +159,12 @@ SETTINGS: tuple[Setting, ...] = (
             "where per-session upload folders are made (default: a new folder in the system temp dir)"),
     Setting("max_upload_mb", "WSI_LLAVA_MAX_UPLOAD_MB", "--max-upload-mb", f"{DEFAULT_MAX_UPLOAD_MB:g}", _positive(float),
             "largest accepted upload (and unpacked .zip), in MB"),
+    Setting("upload_quota_gb", "WSI_LLAVA_UPLOAD_QUOTA_GB", "--upload-quota-gb", "auto", _auto_or_positive,
+            f"disk space all sessions' uploads may use together, in GB; an upload that would exceed it is refused "
+            f"(auto: {DEFAULT_QUOTA_FRACTION:g} times the free space of the upload folder's disk at start-up)"),
+    Setting("max_zip_ratio", "WSI_LLAVA_MAX_ZIP_RATIO", "--max-zip-ratio", f"{DEFAULT_MAX_COMPRESSION_RATIO:g}", _ratio,
+            "largest compression ratio (unpacked : compressed bytes) of an uploaded .zip and of each member "
+            "unpacking to over 1 MB; slide data is compressed already (about 1:1)"),
     Setting("allowed_roots", "WSI_LLAVA_ALLOWED_ROOTS", "--allowed-roots", "", _roots,
             f"folders of slides on this server offered in the Q&A tab ('{os.pathsep}'-separated); no other "
             "server path is ever opened on a user's request"),
@@ -157,6 +188,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "profile", _from_profile(float),
             f"default sampling temperature, 0 = greedy (profile: the generation profile's; official "
             f"{OFFICIAL.temperature:g}); adjustable in the tab"),
+    Setting("max_question_chars", "WSI_LLAVA_MAX_QUESTION_CHARS", "--max-question-chars",
+            str(DEFAULT_MAX_QUESTION_CHARS), _positive(int),
+            "longest accepted question in characters (WSI-Bench's longest has 755); a longer one is refused "
+            "before any model work, as is a question whose prompt and max new tokens exceed the model's context"),
     Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_NAMES),
             "live WSI-Precision/Relevance judge: offline (approximate, no network) or openai"),
     Setting("judge_model", "WSI_LLAVA_JUDGE_MODEL", "--judge-model", "", _optional,
@@ -220,6 +255,9 @@ class AppConfig:
     judge_cache: str | None = _default("judge_cache")
     review_store: str = _default("review_store")
     users_file: str | None = _default("users_file")
+    max_question_chars: int = _default("max_question_chars")
+    upload_quota_gb: float | None = _default("upload_quota_gb")    # None: from the free disk space (the sandbox's)
+    max_zip_ratio: float = _default("max_zip_ratio")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -261,6 +299,11 @@ class AppConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def upload_quota_bytes(self) -> int | None:
+        """The uploads' quota for all sessions; None: the sandbox's default from the free disk space at start-up."""
+        return None if self.upload_quota_gb is None else int(self.upload_quota_gb * 1024 ** 3)
 
     @property
     def examples_enabled(self) -> bool:

@@ -48,3 +48,13 @@ def test_pick_a_run_see_radar_charts_and_drill_down(results, qa_data, app_page, 
         page.upload("metrics-upload", results / "run-a" / "scores.jsonl")
         page.wait_for_text("metrics-status", r"2 run\(s\)")
         assert page.error_toasts() == []
+
+        # a typed value that is not a run: the toast shows it as text (never markup), and no server path
+        assert str(results) not in page.text("metrics-folder-runs")
+        box = page.element("metrics-folder-runs").locator("input").first
+        box.fill("../<b>bold</b>")
+        box.press("Enter")
+        page.page.locator(".toast-body").first.wait_for()
+        toasts = page.error_toasts()
+        assert any("'../<b>bold</b>' is not inside the results folder" in toast for toast in toasts), toasts
+        assert page.page.locator(".toast-body b").count() == 0

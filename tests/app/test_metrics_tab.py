@@ -29,7 +29,7 @@ def results_root(tmp_path_factory):
 def client(results_root):
     with gr.Blocks() as demo:
         build_metrics_tab(results_root)
-    demo.launch(prevent_thread_lock=True, quiet=True)
+    demo.launch(prevent_thread_lock=True, quiet=True, show_error=True)        # as the app launches (app.py)
     try:
         yield Client(demo.local_url, verbose=False)
     finally:
@@ -101,3 +101,49 @@ def test_handlers_answer_with_component_dicts_without_a_server(results_root):
     item = handlers.show_item(view, 0, picked[view.item_pick]["value"], shown[view.runs])
     assert "**Question.**" in item[view.item] and item[view.claims]
     assert handlers.show_item(view, None, None, []) == {view.item: "", view.claims: None}
+
+
+def test_typed_values_reach_the_toast_as_text_not_markup(client):
+    """Reported: user-typed values went into the Metrics tab's error toasts unescaped."""
+    for call, shown in (
+            (lambda: client.predict(["../<img src=x onerror=alert(1)>"], True, api_name="/select_folder_runs"),
+             "&#x27;../&lt;img src=x onerror=alert(1)&gt;&#x27; is not inside the results folder"),
+            (lambda: client.predict(0, "<script>alert(1)</script>", api_name="/show_item"),
+             "is not one of the run&#x27;s items: pick an item from the list"),
+            (lambda: client.predict(0, "grading::<b>S9</b>", api_name="/show_item"),
+             "has no item &#x27;&lt;b&gt;S9&lt;/b&gt;&#x27; in task &#x27;grading&#x27;")):
+        with pytest.raises(Exception) as refused:
+            client.predict(["run-a"], True, api_name="/select_folder_runs")
+            call()
+        message = str(refused.value)
+        assert shown.replace("&#x27;", "'") in message.replace("&#x27;", "'") and "<" not in message
+
+
+def test_internal_errors_become_messages_a_person_can_act_on(client, monkeypatch, caplog):
+    """Reported: raw Python messages ("list index out of range") in the toasts."""
+    client.predict(["run-a"], True, api_name="/select_folder_runs")
+    for index in (-5, 99, "abc"):
+        with pytest.raises(Exception, match=r"is not one of the \d+ run\(s\) on screen: pick a run from the list") as refused:
+            client.predict(index, api_name="/pick_run")
+        assert "out of range" not in str(refused.value) and "not supported" not in str(refused.value)
+    from ui.metrics import handlers
+
+    def broken(*args, **kwargs):
+        raise KeyError("task_title")
+
+    monkeypatch.setattr(handlers, "item_choices", broken)
+    with pytest.raises(Exception, match=r"Could not list the run's items\. The run's files may come from another "
+                                        r"version of `wsi-llava evaluate score`") as refused:
+        client.predict(0, api_name="/pick_run")
+    assert "KeyError" not in str(refused.value) and "task_title" in caplog.text      # the details: the log only
+
+
+def test_the_results_folders_path_is_never_shown(client, results_root):
+    """Reported: the results folder's server path showed in the tab and in its messages."""
+    import httpx
+
+    (results_root / "broken-run").mkdir(exist_ok=True)
+    with pytest.raises(Exception, match="broken-run: no summary.json or scores.jsonl in this folder") as refused:
+        client.predict(["broken-run"], True, api_name="/select_folder_runs")
+    assert str(results_root) not in str(refused.value)
+    assert str(results_root) not in httpx.get(f"{client.src.rstrip('/')}/config").text

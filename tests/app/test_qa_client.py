@@ -239,3 +239,32 @@ def test_the_prompt_template_of_the_tab_reaches_the_prompt(qa_app, qa_data):
     assert used[0] == "llava_v1" and used[-1] == "vicuna_v1"
     session = demo.services.sessions.peek(client.session_hash)
     assert [q for q, _ in session.history()] == ["What is the grade?", "And the stage?"]
+
+
+def test_a_huge_question_is_refused_at_once_and_nothing_runs(qa_app, qa_data):
+    """A 1 MB question is refused by its length (not a RuntimeError of a 375 GB allocation); one under the
+    character limit whose prompt and max new tokens exceed the model's context is refused with both numbers.
+    Neither reaches the model; the conversation goes on."""
+    demo, _ = qa_app
+    client = new_client(qa_app)
+    client.predict(handle_file(str(qa_data.slide)), 0, api_name="/upload_slide")
+    model = demo.services.models.get().model
+    calls = []
+    hooks = [module.register_forward_pre_hook(lambda *args: calls.append(1))
+             for module in (model, model.language_model, model.slide_encoder)]
+    try:
+        with pytest.raises(Exception, match=r"The question has 1,048,576 characters; at most 4,000 are accepted "
+                                            r"\(--max-question-chars") as refused:
+            client.predict("x" * (1 << 20), 0.0, 24, api_name="/ask")
+        assert "RuntimeError" not in str(refused.value)
+        long_question = "Describe the tumour cells. " * 140                # 3,779 characters: under the limit
+        with pytest.raises(Exception, match=r"needs [\d,]+ tokens, over the model's context of 4,096: the prompt is "
+                                            r"[\d,]+ tokens \(the question, the 576 slide tokens.*up to 2,048 new "
+                                            r"tokens.*Ask a shorter question, allow at most [\d,]+ new tokens"):
+            client.predict(long_question, 0.0, 2048, api_name="/ask")
+        assert calls == []
+    finally:
+        for hook in hooks:
+            hook.remove()
+    chat, _, turn = client.predict("What is the grade?", 0.0, 8, api_name="/ask")
+    assert [text for role, text in texts(chat) if role == "user"] == ["What is the grade?"] and "Turn 1" in turn

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from ui.qa.live_scoring import LiveScorer
 from modeling.errors import ModelError
 from ui.qa.model_manager import FAILED_STATE, READY, ModelManager, ModelSpec
 from ui.qa.sessions import SlideSessions
-from ui.qa.upload_sandbox import PathNotAllowedError, UploadError, UploadSandbox, confine
+from ui.qa.upload_sandbox import PathNotAllowedError, UploadError, UploadSandbox, confine, folder_bytes
 
 
 @pytest.fixture
@@ -124,6 +125,115 @@ def test_ending_a_session_deletes_its_uploads_and_idle_sessions_are_swept(sandbo
 def test_upload_paths_never_appear_in_messages(sandbox):
     path = sandbox.accept("s1", incoming(sandbox, "a.svs", b"II*\x00"))
     assert sandbox.public_message(f"{path}: truncated TIFF") == "a.svs: truncated TIFF"
+
+
+def spread_over_sessions(sandbox: UploadSandbox, name: str, data: bytes, n_sessions: int) -> list[str]:
+    """Upload `data` in `n_sessions` sessions; the refusals' messages (one per refused session)."""
+    refusals = []
+    for number in range(n_sessions):
+        try:
+            sandbox.accept(f"s{number}", incoming(sandbox, name, data))
+        except UploadError as exc:
+            refusals.append(str(exc))
+    return refusals
+
+
+def test_a_small_zip_no_longer_fills_the_disk_session_after_session(tmp_path):
+    """The reported case: a ~25 KB zip (a slide and 4.6 MB of zeros) accepted in 10 sessions grew the upload
+    folder to 46.5 MB. Its padding compresses 1000:1: refused by the ratio limit, nothing stays on disk."""
+    (tmp_path / "incoming").mkdir()
+    sandbox = UploadSandbox(tmp_path / "uploads", max_bytes=64 << 20, incoming_roots=[tmp_path / "incoming"])
+    data = zipped({"slide.svs": b"II*\x00" + os.urandom(20_000), "padding.bin": bytes(4_600_000)})
+    assert len(data) < 30_000
+    refusals = spread_over_sessions(sandbox, "small.zip", data, 10)
+    assert len(refusals) == 10 and refusals[0].startswith(
+        "small.zip: member 'padding.bin' unpacks to 4,600,000 bytes from ") and "at most 100:1 is accepted" in refusals[0]
+    assert folder_bytes(sandbox.root) == 0 and sandbox.sessions() == []
+    # many small members, each under the 1 MB floor, are caught by the archive's overall ratio
+    many = zipped({"slide.svs": b"II*\x00" + os.urandom(20_000)} | {f"part-{i}.bin": bytes(1_000_000) for i in range(30)})
+    with pytest.raises(UploadError, match=r"many.zip: it unpacks to 30,020,004 bytes from [\d,]+ \([\d,]+:1\); at "
+                                          r"most 100:1 is accepted .*--max-zip-ratio"):
+        sandbox.accept("s1", incoming(sandbox, "many.zip", many))
+    relaxed = UploadSandbox(tmp_path / "uploads", max_bytes=64 << 20, incoming_roots=[tmp_path / "incoming"],
+                            max_ratio=2000)
+    assert relaxed.accept("s1", incoming(sandbox, "small.zip", data)).name == "slide.svs"
+
+
+def test_all_sessions_share_one_upload_quota(tmp_path):
+    (tmp_path / "incoming").mkdir()
+    sandbox = UploadSandbox(tmp_path / "uploads", max_bytes=200_000, incoming_roots=[tmp_path / "incoming"],
+                            quota_bytes=350_000)
+    slide = b"II*\x00" + os.urandom(100_000)
+    refusals = spread_over_sessions(sandbox, "a.svs", slide, 10)
+    assert sandbox.sessions() == ["s0", "s1", "s2"] and len(refusals) == 7
+    assert refusals[0] == ("a.svs: this server's uploads hold 293.0 KB of the 341.8 KB all sessions may use together, "
+                           "and this upload needs 97.7 KB more. Try again later (uploads are deleted when their browser "
+                           "tab closes); the server's operator sets the quota (--upload-quota-gb).")
+    assert folder_bytes(sandbox.root) <= 350_000
+    assert sandbox.accept("s0", incoming(sandbox, "b.svs", slide)).name == "b.svs"   # replacing its own: fits
+    with pytest.raises(UploadError, match="all sessions may use together"):               # zips count unpacked
+        sandbox.accept("s3", incoming(sandbox, "c.zip", zipped({"c.svs": slide})))
+    with pytest.raises(UploadError, match="all sessions may use together"):
+        sandbox.accept_folder("s3", [incoming(sandbox, "1.dcm", DICM + os.urandom(99_000))])
+    sandbox.discard("s1")                                                               # a tab closed: room again
+    assert sandbox.accept("s3", incoming(sandbox, "c.zip", zipped({"c.svs": slide}))).name == "c.svs"
+    assert UploadSandbox(tmp_path / "u2", 1, []).quota_bytes == pytest.approx(
+        shutil.disk_usage(tmp_path).free / 2, rel=0.05)                                # default: half the free space
+
+
+def folders_zip(n_folders: int, zip64: bool = False, monkeypatch=None) -> bytes:
+    buffer = io.BytesIO()
+    if zip64:                     # write zip64 end records, as archives of over 65,535 entries have
+        monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 5)
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("slide/a.svs", b"II*\x00")
+        for number in range(n_folders):
+            zf.writestr(zipfile.ZipInfo(f"slide/folder-{number}/"), b"")
+    if zip64:
+        monkeypatch.undo()
+    return buffer.getvalue()
+
+
+def test_every_zip_entry_counts_folders_too_before_zipfile_lists_them(sandbox, monkeypatch):
+    """Reported: folder entries did not count toward the member limit (a 27 MB zip of 300k folders took 159 MB
+    to list). Here the limit is 50, and the archive is refused before zipfile lists anything."""
+    import ui.qa.upload_sandbox as upload_sandbox
+
+    small, listed = folders_zip(10), folders_zip(60)
+    as_zip64 = folders_zip(60, zip64=True, monkeypatch=monkeypatch)
+    assert b"PK\x06\x06" in as_zip64 and b"PK\x06\x06" not in listed
+    lying = bytearray(listed)                     # an end record that claims one entry: the directory is walked
+    end = lying.rfind(b"PK\x05\x06")
+    lying[end + 8:end + 12] = (1).to_bytes(2, "little") * 2
+    monkeypatch.setattr(upload_sandbox, "MAX_ARCHIVE_MEMBERS", 50)
+    assert sandbox.accept("s1", incoming(sandbox, "small.zip", small)).name == "a.svs"
+
+    def no_listing(*args, **kwargs):
+        raise AssertionError("zipfile listed an archive that is over the entry limit")
+
+    monkeypatch.setattr(zipfile, "ZipFile", no_listing)
+    for name, data, message in (
+            ("folders.zip", listed, r"folders.zip: 61 entries \(files and folders\); at most 50 are accepted\."),
+            ("zip64.zip", bytes(as_zip64), r"zip64.zip: 61 entries \(files and folders\)"),
+            ("lying.zip", bytes(lying), r"lying.zip: more than 50 entries \(files and folders\)")):
+        with pytest.raises(UploadError, match=message):
+            sandbox.accept("s1", incoming(sandbox, name, data))
+    monkeypatch.setattr(upload_sandbox, "MAX_CENTRAL_DIRECTORY_BYTES", 300)
+    with pytest.raises(UploadError, match=r"small.zip: a central directory of 667 bytes; at most 300 are accepted\."):
+        sandbox.accept("s1", incoming(sandbox, "small.zip", small))
+    assert sandbox.sessions() == []               # refused archives leave nothing behind
+
+
+def test_the_upload_limits_reach_the_sandbox(qa_data, tmp_path):
+    from app import build_services
+    from tests.app.conftest import qa_config
+
+    services = build_services(qa_config(qa_data, "--upload-dir", str(tmp_path / "a"), "--upload-quota-gb", "0.5",
+                                        "--max-zip-ratio", "20"))
+    assert services.sandbox.quota_bytes == 512 << 20 and services.sandbox.max_ratio == 20
+    automatic = build_services(qa_config(qa_data, "--upload-dir", str(tmp_path / "b")))
+    assert automatic.sandbox.quota_bytes == pytest.approx(shutil.disk_usage(tmp_path).free / 2, rel=0.05)
+    assert automatic.sandbox.max_ratio == 100
 
 
 # -- WSI-Bench examples ---------------------------------------------------------------------------------

@@ -17,10 +17,12 @@ from tests.curation.conftest import imported_pair
 from ui.review.flow import Draft, PairState, edit_fields, next_pair_id, reload_keeping_draft
 from ui.review.render import highlight, parse_options, thumbnail_path
 from ui.review.session import (
-    MAX_FAILURES,
-    FailureLog,
+    MAX_FAILURES_PER_CLIENT,
     ReviewSettings,
     SignInError,
+    SignInThrottle,
+    StoreHandle,
+    StoreUnavailableError,
     huggingface_sign_in,
     password_sign_in,
 )
@@ -71,25 +73,139 @@ def store_with_ann(tmp_path):
     store.close()
 
 
-def test_password_sign_in_checks_the_list_the_store_and_throttles(store_with_ann, tmp_path):
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def users_of_ann(tmp_path):
     users = UsersFile.load(tmp_path / "users.json", missing_ok=True)
     for name in ("ann", "zed"):
         users.set_password(name, f"{name} password", iterations=1000)
     users.save()
-    settings = ReviewSettings("unused.sqlite", users_file=str(users.path))
-    failures = FailureLog()
-    session = password_sign_in(settings, store_with_ann, "ann", "ann password", failures)
+    return ReviewSettings("unused.sqlite", users_file=str(users.path))
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """The PBKDF2 computations of sign-ins, as their iteration counts (run with 1000 rounds, for speed)."""
+    import curation.store.users as users_module
+
+    done, real = [], users_module.hash_password
+    monkeypatch.setattr(users_module, "hash_password",
+                        lambda password, salt, iterations: done.append(iterations) or real(password, salt, 1000))
+    return done
+
+
+def test_password_sign_in_checks_the_list_and_the_store(store_with_ann, users_of_ann, tmp_path, hashes):
+    from curation.store.users import DEFAULT_ITERATIONS
+
+    throttle = SignInThrottle(FakeClock())
+    session = password_sign_in(users_of_ann, store_with_ann, "ann", "ann password", "10.0.0.1", throttle)
     assert (session.name, session.role, session.via) == ("ann", "annotator", "password")
-    with pytest.raises(SignInError, match="zed signed in with a password, but is not an annotator"):
-        password_sign_in(settings, store_with_ann, "zed", "zed password", failures)
-    for _ in range(MAX_FAILURES):
-        with pytest.raises(SignInError, match="Wrong name or password") as refused:
-            password_sign_in(settings, store_with_ann, "ann", "guess", failures)
-        assert str(tmp_path) not in str(refused.value)           # no server path for whoever tries
-    with pytest.raises(SignInError, match="Too many failed sign-ins for ann"):
-        password_sign_in(settings, store_with_ann, "ann", "ann password", failures)
+    with pytest.raises(SignInError, match="zed signed in with a password, but is not an annotator of this review "
+                                          "store") as refused:
+        password_sign_in(users_of_ann, store_with_ann, "zed", "zed password", "10.0.0.1", throttle)
+    assert str(tmp_path) not in str(refused.value) and "store.sqlite" not in str(refused.value)
+    hashes.clear()
+    for name in ("ann", "nobody"):              # a wrong password and an unknown name: same message, same work
+        with pytest.raises(SignInError, match=f"Wrong name or password for {name}\\.") as refused:
+            password_sign_in(users_of_ann, store_with_ann, name, "guess", "10.0.0.1", throttle)
+        assert str(tmp_path) not in str(refused.value)
+    assert hashes == [1000, DEFAULT_ITERATIONS]     # ann's own rounds; the unknown name the default's
     with pytest.raises(SignInError, match="No users file is configured"):
-        password_sign_in(ReviewSettings("unused.sqlite"), store_with_ann, "ann", "ann password", failures)
+        password_sign_in(ReviewSettings("unused.sqlite"), store_with_ann, "ann", "ann password", "10.0.0.1", throttle)
+
+
+def test_one_client_failing_cannot_lock_out_another_and_waits_out_its_window(store_with_ann, users_of_ann, hashes):
+    """Reported: five wrong passwords for a name locked that annotator out for everyone."""
+    clock = FakeClock()
+    throttle = SignInThrottle(clock)
+    for _ in range(MAX_FAILURES_PER_CLIENT):
+        with pytest.raises(SignInError, match="Wrong name or password for ann"):
+            password_sign_in(users_of_ann, store_with_ann, "ann", "guess", "10.0.0.66", throttle)
+    hashes.clear()
+    for name, password in (("ann", "guess"), ("ann", "ann password"), ("zed", "zed password")):
+        with pytest.raises(SignInError, match=r"Too many failed sign-ins from your address; try again in 301 s"):
+            password_sign_in(users_of_ann, store_with_ann, name, password, "10.0.0.66", throttle)
+    assert hashes == []                                          # refused without any PBKDF2 work
+    assert password_sign_in(users_of_ann, store_with_ann, "ann", "ann password", "10.0.0.7", throttle).name == "ann"
+    clock.now += 150
+    with pytest.raises(SignInError, match="try again in 151 s"):
+        password_sign_in(users_of_ann, store_with_ann, "ann", "ann password", "10.0.0.66", throttle)
+    clock.now += 150                                             # the window has passed
+    assert password_sign_in(users_of_ann, store_with_ann, "ann", "ann password", "10.0.0.66", throttle).name == "ann"
+
+
+def test_everyone_together_is_throttled_too(store_with_ann, users_of_ann, hashes):
+    clock = FakeClock()
+    throttle = SignInThrottle(clock, max_attempts=20, global_window_s=60)
+    for number in range(20):                                     # 20 addresses, one guess each
+        with pytest.raises(SignInError, match="Wrong name or password"):
+            password_sign_in(users_of_ann, store_with_ann, "ann", "guess", f"10.0.1.{number}", throttle)
+    clock.now += 10
+    with pytest.raises(SignInError, match=r"Too many sign-ins on this server right now; try again in 51 s"):
+        password_sign_in(users_of_ann, store_with_ann, "ann", "ann password", "10.0.2.1", throttle)
+    assert len(hashes) == 20
+    clock.now += 50
+    assert password_sign_in(users_of_ann, store_with_ann, "ann", "ann password", "10.0.2.1", throttle).name == "ann"
+
+
+def test_password_checks_run_one_at_a_time_whoever_asks(users_of_ann, monkeypatch):
+    """Reported: 48 attempts from 8 clients slowed other users 6-15x (PBKDF2 on every core at once)."""
+    import threading
+    import time
+
+    import curation.store.users as users_module
+
+    inside, most, entered, release = [0], [0], threading.Event(), threading.Event()
+    lock = threading.Lock()
+
+    def slow_hash(password, salt, iterations):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        entered.set()
+        release.wait(timeout=30)
+        with lock:
+            inside[0] -= 1
+        return "0" * 64
+
+    monkeypatch.setattr(users_module, "hash_password", slow_hash)
+    throttle = SignInThrottle(FakeClock())
+    refusals = []
+
+    def attempt(number: int) -> None:
+        try:
+            password_sign_in(users_of_ann, None, "ann", "guess", f"10.0.3.{number}", throttle)
+        except SignInError as exc:
+            refusals.append(str(exc))
+
+    threads = [threading.Thread(target=attempt, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    assert entered.wait(timeout=30)
+    time.sleep(0.5)                               # time for the others to start hashing, were they allowed to
+    release.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert most[0] == 1 and len(refusals) == 8 and all("Wrong name or password" in r for r in refusals)
+
+
+def test_store_and_users_file_problems_name_no_server_path(store_with_ann, tmp_path, caplog):
+    missing = ReviewSettings("unused.sqlite", users_file=str(tmp_path / "secret-place" / "users.json"))
+    with pytest.raises(SignInError, match="The sign-in list of this server cannot be read") as refused:
+        password_sign_in(missing, store_with_ann, "ann", "ann password", "10.0.0.1", SignInThrottle(FakeClock()))
+    assert "secret-place" not in str(refused.value) and "secret-place" in caplog.text     # the log has it
+    (tmp_path / "no-such-folder").write_text("a file, not a folder")
+    handle = StoreHandle(str(tmp_path / "no-such-folder" / "store.sqlite"))
+    with pytest.raises(StoreUnavailableError, match="The review store cannot be opened on this server") as refused:
+        handle.get()
+    assert "no-such-folder" not in str(refused.value) and "no-such-folder" in caplog.text
 
 
 def test_hugging_face_sign_in_maps_the_username_to_the_store(store_with_ann, monkeypatch):

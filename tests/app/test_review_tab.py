@@ -84,8 +84,9 @@ def test_sign_in_is_required_and_checked(team, tmp_path):
                 call()
         with pytest.raises(Exception, match="Wrong name or password for ann"):
             anonymous.predict("ann", "not-the-password", api_name="/sign_in")
-        with pytest.raises(Exception, match="eve signed in with a password, but is not an annotator"):
+        with pytest.raises(Exception, match="eve signed in with a password, but is not an annotator") as refused:
             anonymous.predict("eve", password_of("eve"), api_name="/sign_in")
+        assert str(tmp_path) not in str(refused.value)                  # no store path for who is not signed in
         signed = sign_in(url, "ann")
         signed.predict(api_name="/sign_out")
         with pytest.raises(Exception, match="Sign in first"):
@@ -95,6 +96,29 @@ def test_sign_in_is_required_and_checked(team, tmp_path):
     store = open_store(path)
     assert [a.action for a in store.audit_log() if a.action in ("review", "undo")] == []
     store.close()
+
+
+def test_one_address_failing_sign_ins_locks_out_neither_the_name_nor_other_addresses(team, tmp_path):
+    """Reported: five wrong passwords for a name locked that annotator out for everyone. Sign-ins are throttled
+    by the client's address (here through the proxy header Gradio's server trusts from loopback)."""
+    from ui.review.session import MAX_FAILURES_PER_CLIENT
+
+    path, users = team
+    with review_server(path, users) as url:
+        mallory = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.66"})
+        for _ in range(MAX_FAILURES_PER_CLIENT):
+            with pytest.raises(Exception, match="Wrong name or password for ann"):
+                mallory.predict("ann", "a-guess", api_name="/sign_in")
+        with pytest.raises(Exception, match="Too many failed sign-ins from your address; try again in"):
+            mallory.predict("ann", password_of("ann"), api_name="/sign_in")
+        ann = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.7"})
+        who, _ = ann.predict("ann", password_of("ann"), api_name="/sign_in")
+        assert "Signed in as **ann**" in who
+    missing = tmp_path / "private-folder" / "users.json"
+    with review_server(path, missing) as url, pytest.raises(Exception, match="sign-in list of this server cannot "
+                                                                            "be read") as refused:
+        Client(url, verbose=False).predict("ann", password_of("ann"), api_name="/sign_in")
+    assert "private-folder" not in str(refused.value)
 
 
 def test_queue_shows_the_pair_with_grounding_removed_text_enrichment_and_thumbnail(team, tmp_path):

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from evaluation.cli import main
 from evaluation.predictions import load_predictions
 from tests.evaluation.fixtures import write_benchmark
@@ -92,3 +94,35 @@ def test_predict_profile_template_and_seed_are_options_and_recorded(tmp_path, ca
     assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
                  "--out", str(tmp_path / "c.jsonl"), "--temperature", "-1"]) == 1
     assert "temperature" in capsys.readouterr().err
+
+
+def test_too_long_questions_are_failed_items_in_the_summary_not_a_crash(tmp_path, capsys):
+    """One question over --max-question-chars, one whose prompt does not fit the model's context (here 512
+    tokens): both are listed as failures naming both numbers; the other items are answered."""
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    questions = {"S1-1": "What is the grade?", "S1-2": "Describe the grade. " * 300,       # 5,999 characters
+                 "S1-3": "Describe the tumour cells. " * 60}                             # fits 4,000, not 512 tokens
+    records = [{"id": qid, "image": "TCGA-XX/S1.pt", "conversations": [
+        {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": "Grade 2."}]}
+        for qid, question in questions.items()]
+    (bench / "Grading_test.json").write_text(json.dumps(records), encoding="utf-8")
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt", text_overrides={"max_position_embeddings": 512})
+    features = tmp_path / "features"
+    (features / "TCGA-XX").mkdir(parents=True)
+    write_slide_tokens_pt(features / "TCGA-XX" / "S1.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
+                          dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
+                 "--out", str(out), "--max-new-tokens", "3", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_answered"] == 1 and report["n_failed"] == 2 and report["n_remaining"] == 2
+    errors = {failure["question_id"]: failure["error"] for failure in report["failures"]}
+    assert "The question has 5,999 characters; at most 4,000 are accepted (--max-question-chars" in errors["S1-2"]
+    assert "over the model's context of 512" in errors["S1-3"] and "Ask a shorter question" in errors["S1-3"]
+    assert json.loads((tmp_path / "preds.summary.json").read_text())["n_failed"] == 2
+    assert [json.loads(line)["question_id"] for line in out.read_text().splitlines()] == ["S1-1"]
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
+              "--out", str(out), "--max-question-chars", "0"])
+    assert "--max-question-chars: must be a positive integer, got 0" in capsys.readouterr().err

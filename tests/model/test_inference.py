@@ -269,3 +269,72 @@ def test_beam_search_reuses_the_cached_prefix_too(tiny):
     for question in QUESTIONS[:2]:
         history = list(session.history)
         assert session.ask(question) == _from_scratch(model, processor, inputs, question, history, settings)
+
+
+def test_a_turn_over_the_context_is_refused_with_both_numbers_before_any_compute():
+    long_question = "Describe the tumour cells and the stroma around them in detail. " * 2
+    model, processor = tiny_model_and_processor(text_overrides={"max_position_embeddings": 128})
+    inputs = random_slide_inputs(model.config, "tile_features")
+    session = SlideChatSession(model, processor, inputs, GenerationSettings.greedy(max_new_tokens=16))
+    prompt = len(session._prompt_ids(long_question))
+    assert 128 - 16 < prompt < 128                  # the prompt fits, the prompt and 16 new tokens do not
+    calls = []
+    hooks = [module.register_forward_pre_hook(lambda *args: calls.append(1))
+             for module in (model, model.language_model, model.slide_encoder)]
+    try:
+        with pytest.raises(ModelError, match=r"needs \d+ tokens, over the model's context of 128: the prompt is \d+ "
+                                             r"tokens .*8 slide tokens.*up to 16 new tokens.*Ask a shorter question, "
+                                             r"allow at most \d+ new tokens .*start a new conversation") as refused:
+            session.ask(long_question)
+        assert calls == [] and session.history == []                          # nothing ran, no turn recorded
+        with pytest.raises(ModelError, match="context of 128"):
+            list(session.stream(long_question))
+        assert calls == []
+        assert f"the prompt is {prompt} tokens" in str(refused.value)
+        assert f"needs {prompt + 16} tokens" in str(refused.value)
+        short = GenerationSettings.greedy(max_new_tokens=128 - prompt)       # exactly the context: allowed
+        session.ask(long_question, short)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls and len(session.history) == 1
+
+
+def test_the_context_is_the_language_models():
+    from modeling.inference import check_prompt_fits, context_tokens
+
+    model, _ = tiny_model_and_processor()
+    assert context_tokens(model.config) == 4096 == model.config.text_config.max_position_embeddings
+    check_prompt_fits(4000, 96, 4096, 576)
+    with pytest.raises(ModelError, match="needs 4,097 tokens, over the model's context of 4,096") as refused:
+        check_prompt_fits(4001, 96, 4096, 576)
+    assert "allow at most 95 new tokens" in str(refused.value)
+    with pytest.raises(ModelError) as refused:
+        check_prompt_fits(5000, 1, 4096, 576)
+    assert "allow at most" not in str(refused.value)              # no room at all: a shorter question or a new chat
+
+
+def test_ask_refuses_a_question_over_the_limit_before_loading_a_model(tmp_path, capsys, monkeypatch):
+    from modeling import ask, checkpoints
+    from modeling.generation_settings import DEFAULT_MAX_QUESTION_CHARS
+    from tests.helpers.tiny_models import write_slide_tokens_pt
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded for a question that is refused")
+
+    monkeypatch.setattr(checkpoints, "load_model", no_model)
+    pt = write_slide_tokens_pt(tmp_path / "TCGA-XX.pt")
+    assert ask.main([str(pt), "-q", "x" * 1_000_000, "--max-new-tokens", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (f"wsi-llava ask: error: The question has 1,000,000 characters; at most "
+                           f"{DEFAULT_MAX_QUESTION_CHARS:,} are accepted (--max-question-chars; WSI-Bench's longest "
+                           "question has 755). Shorten the question.")
+    assert ask.main([str(pt), "-q", "x" * 20, "--max-question-chars", "10"]) == 1
+    assert "The question has 20 characters; at most 10 are accepted" in capsys.readouterr().err
+    monkeypatch.undo()                                  # the demo model (576 slide tokens, 4,096-token context)
+    assert ask.main([str(pt), "-q", "Grade?", "--max-new-tokens", "4000"]) == 1
+    captured = capsys.readouterr()
+    assert "Q: Grade?" not in captured.out                # refused before the question is echoed
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith("wsi-llava ask: error: This question needs ") and "over the model's context of 4,096" in err
+    assert "up to 4,000 new tokens are allowed" in err and "Nothing was run." in err

@@ -53,7 +53,9 @@ def build_metrics_layout(results_root: str | Path | None) -> MetricsView:
 
 def _build_sources_section(results_root: str | Path | None) -> dict:
     with gr.Row():
-        folder_runs = gr.Dropdown(label=f"Runs in the results folder ({results_root or 'not configured'})",
+        # the folder's path stays on the server: the label says only whether there is one
+        folder_runs = gr.Dropdown(label="Runs in the results folder" if results_root else
+                                  "Runs in the results folder (none is configured: --results-dir)",
                                   choices=folder_choices(results_root), multiselect=True, scale=3,
                                   allow_custom_value=True, elem_id="metrics-folder-runs")
         refresh = gr.Button("Refresh list", scale=0)

@@ -62,6 +62,16 @@ def folder_choices(results_root: str | Path | None) -> list[str]:
     return [str(p.relative_to(root)) for p in find_runs(root)]
 
 
+def public_text(text: str, results_root: str | Path | None) -> str:
+    """`text` without the server's results folder: runs are named by their path inside it."""
+    if not results_root:
+        return text
+    root = str(Path(results_root).resolve())             # the form the runs' messages use (absolute)
+    if root == "/":
+        return text
+    return text.replace(root + "/", "").replace(root, "the results folder")
+
+
 def upload_message(text: str, paths: list[str]) -> str:
     """A refused upload said with the file names only (never the server's upload folders), and what to do."""
     for path in paths:

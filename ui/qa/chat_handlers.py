@@ -12,6 +12,7 @@ import time
 
 import gradio as gr
 
+from modeling.generation_settings import check_question_length
 from ui.errors import redact, reports_errors, user_error
 from ui.qa.layout import QaView
 from ui.qa.model_manager import FAILED_STATE, LOADING, NOT_STARTED, READY
@@ -58,6 +59,7 @@ def ask(services: QaServices, view: QaView, text, temperature_value, max_tokens_
     text = (text or "").strip()
     if not text:
         raise user_error("Type a question first.")
+    check_question_length(text, services.config.max_question_chars)     # refused before any model work
     session = session_of(services, request)
     if not session.has_slide:
         raise NoSlideError("No slide yet: upload a slide, pick a slide on this server or a WSI-Bench example.")

@@ -1,30 +1,47 @@
 """Uploaded slides on disk: one private temporary folder per browser session, slide types only, a size
-limit, multi-file slides (DICOM, MIRAX, VMS) as a .zip or a folder, and no path outside allowed roots.
+limit, a disk quota for all sessions together, multi-file slides (DICOM, MIRAX, VMS) as a .zip or a folder,
+and no path outside allowed roots.
 
-    sandbox = UploadSandbox(Path("/tmp/wsi-llava-uploads"), max_bytes=4 << 30, incoming_roots=[gradio_cache])
+    sandbox = UploadSandbox(Path("/tmp/wsi-llava-uploads"), max_bytes=4 << 30, incoming_roots=[gradio_cache],
+                            quota_bytes=None)      # None: half the free space of the folder's disk, at start-up
     slide = sandbox.accept(session_id, "/tmp/gradio/3f.../slide.svs")    # linked into the session's folder
     slide = sandbox.accept_folder(session_id, [".../1.dcm", ".../2.dcm"])  # a DICOM folder, file by file
     sandbox.discard(session_id)                                            # the session's folder is deleted
     path = confine("slides/a.svs", roots=[Path("/data/slides")])           # PathNotAllowedError outside
 
 A session keeps one slide at a time: accepting a new one deletes the previous one. A .zip is unpacked
-safely (no absolute or `..` member paths, no links, bounded size and member count) and must hold one
-slide: a DICOM WSI (its .dcm instances) or one slide file with its companion files. Every refusal is an
-`UploadError` (a `SlideError`) that names the file and the rule; paths outside the roots are a
-`PathNotAllowedError`.
+safely and must hold one slide: a DICOM WSI (its .dcm instances) or one slide file with its companion
+files. Its limits, checked before anything is unpacked:
+- at most `MAX_ARCHIVE_MEMBERS` entries, folders counted too; the count is read from the archive's end
+  record and its central directory is walked entry by entry BEFORE `zipfile` lists it into memory (which
+  it does all at once: 300k folder entries took 159 MB), and that directory is at most
+  `MAX_CENTRAL_DIRECTORY_BYTES`;
+- no absolute or `..` member paths, no links;
+- the unpacked size within `max_bytes` (`--max-upload-mb`), from the sizes the archive declares (zipfile
+  never writes more than a member's declared size, and a member that inflates differently fails its CRC);
+- a compression ratio of at most `max_ratio` (`--max-zip-ratio`, default `DEFAULT_MAX_COMPRESSION_RATIO`)
+  for every member and for the whole archive, once they unpack to more than `RATIO_FLOOR_BYTES` (slide
+  data is compressed already, ~1:1; a highly compressible file is padding or a bomb).
+Every upload (a file, a folder, an archive's unpacked size) must also fit the quota of all sessions
+together (`quota_bytes`, `--upload-quota-gb`): what the session folders hold plus the uploads being taken
+in, counted by file size. Every refusal is an `UploadError` (a `SlideError`) that names the file and the
+rule; paths outside the roots are a `PathNotAllowedError`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from modeling.slide.errors import SlideError
 from modeling.slide.files import (
@@ -33,14 +50,20 @@ from modeling.slide.files import (
     SLIDE_EXTENSIONS,
     sniff,
 )
+from ui.qa.archive_checks import ArchiveLimitError, count_entries, ratio_refusal
 
 ARCHIVE_SUFFIXES = (".zip",)
 UPLOAD_SUFFIXES = tuple(sorted(set(SLIDE_EXTENSIONS) | set(ARCHIVE_SUFFIXES)))
-MAX_ARCHIVE_MEMBERS = 50_000
+MAX_ARCHIVE_MEMBERS = 50_000            # entries of a .zip, files AND folders (a DICOM WSI has hundreds)
+MAX_CENTRAL_DIRECTORY_BYTES = 32 << 20   # its listing: 50,000 entries with 600-character names
 DEFAULT_MAX_UPLOAD_MB = 4096             # the app's --max-upload-mb default (ui.config reads it)
+DEFAULT_MAX_COMPRESSION_RATIO = 100.0    # the app's --max-zip-ratio default: unpacked / compressed bytes
+RATIO_FLOOR_BYTES = 1 << 20              # members (and archives) unpacking to less are not ratio-checked
+DEFAULT_QUOTA_FRACTION = 0.5             # --upload-quota-gb auto: this share of the disk's free space at start-up
 UPLOAD_ROOT_PREFIX = "wsi-llava-uploads-"        # + "<pid>-<random>": a process's own temp upload folder
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
+log = logging.getLogger("wsi_llava.app")
 
 
 class UploadError(SlideError):
@@ -114,13 +137,44 @@ def _is_dicom(path: Path) -> bool:
     return path.suffix.lower() == ".dcm" or (not path.suffix and sniff(path) == "dicom")
 
 
+def default_quota_bytes(folder: str | Path, fraction: float = DEFAULT_QUOTA_FRACTION) -> int:
+    """`fraction` of the free space of the disk holding `folder` (or its nearest existing parent), now."""
+    folder = Path(folder).resolve()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return int(shutil.disk_usage(folder).free * fraction)
+
+
+def folder_bytes(folder: Path) -> int:
+    """The sizes of the files under `folder` added up (links not followed; files vanishing meanwhile skipped)."""
+    total = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 class UploadSandbox:
-    def __init__(self, root: str | Path, max_bytes: int, incoming_roots: Sequence[str | Path]):
+    def __init__(self, root: str | Path, max_bytes: int, incoming_roots: Sequence[str | Path],
+                 quota_bytes: int | None = None, max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO):
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        if max_ratio < 1:
+            raise ValueError(f"max_ratio must be at least 1, got {max_ratio}")
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.incoming_roots = [Path(p) for p in incoming_roots]
+        self.quota_bytes = default_quota_bytes(self.root) if quota_bytes is None else int(quota_bytes)
+        if self.quota_bytes < 1:
+            raise ValueError(f"quota_bytes must be positive, got {self.quota_bytes}")
+        self.max_ratio = float(max_ratio)
+        self._reservations: dict[object, int] = {}       # uploads being taken in: bytes not on disk yet
+        self._lock = threading.Lock()
+        log.info("uploads: at most %s each, %s for all sessions together, zip ratio %g:1", human_size(max_bytes),
+                 human_size(self.quota_bytes), self.max_ratio)
 
     # -- session folders ---------------------------------------------------------------------------
     def session_dir(self, session_id: str) -> Path:
@@ -168,6 +222,26 @@ class UploadSandbox:
             raise UploadError(f"{Path(path).name}: the uploaded file is no longer on the server; upload it again.")
         return source
 
+    @contextmanager
+    def _reserved(self, session_id: str, n_bytes: int, name: str) -> Iterator[None]:
+        """Room for `n_bytes` more within the quota of all sessions while an upload is taken in; UploadError
+        when it would not fit. The session's own folder is not counted (it is emptied for the new slide)."""
+        with self._lock:
+            others = [sid for sid in self.sessions() if sid != session_id]
+            held = sum(folder_bytes(self.root / sid) for sid in others) + sum(self._reservations.values())
+            if held + n_bytes > self.quota_bytes:
+                raise UploadError(f"{name}: this server's uploads hold {human_size(held)} of the "
+                                  f"{human_size(self.quota_bytes)} all sessions may use together, and this upload "
+                                  f"needs {human_size(n_bytes)} more. Try again later (uploads are deleted when "
+                                  "their browser tab closes); the server's operator sets the quota (--upload-quota-gb).")
+            key = object()
+            self._reservations[key] = n_bytes
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reservations.pop(key, None)
+
     def _check_size(self, name: str, size: int) -> None:
         if size > self.max_bytes:
             raise UploadError(f"{name}: {human_size(size)} is over this server's upload limit of "
@@ -184,19 +258,23 @@ class UploadSandbox:
 
     # -- accepting ---------------------------------------------------------------------------------
     def accept(self, session_id: str, upload: str | Path, original_name: str | None = None) -> Path:
-        """Take one uploaded file (a slide or a .zip of one) into the session's folder; returns the slide path."""
+        """Take one uploaded file (a slide or a .zip of one) into the session's folder; returns the slide path.
+        The session's previous slide is deleted first, also when this one is refused."""
         source = self._incoming(upload)
         name = safe_name(original_name or source.name)
         suffix = self._check_type(name)
-        self._check_size(name, source.stat().st_size)
-        slot = self._fresh_slot(session_id)
-        target = slot / name
-        _take(source, target)
+        size = source.stat().st_size
+        self._check_size(name, size)
+        self.discard(session_id)
         if suffix in ARCHIVE_SUFFIXES:
-            extracted = slot / "unpacked"
-            self._unzip(target, extracted)
-            target.unlink()
-            return self._slide_in(extracted, name)
+            try:
+                return self._accept_archive(session_id, source, name)
+            except Exception:
+                self.discard(session_id)          # nothing half-unpacked stays behind (nor counts to the quota)
+                raise
+        with self._reserved(session_id, size, name):
+            target = self._fresh_slot(session_id) / name
+            _take(source, target)
         return target
 
     def accept_folder(self, session_id: str, uploads: Sequence[str | Path]) -> Path:
@@ -209,38 +287,60 @@ class UploadSandbox:
             raise UploadError(f"a folder upload must be a DICOM WSI (only .dcm or DICOM files); these are not: "
                               f"{', '.join(not_dicom[:5])}{' ...' if len(not_dicom) > 5 else ''}. Upload other "
                               "slides as one file (or a .zip).")
-        self._check_size("the folder", sum(p.stat().st_size for p in sources))
-        folder = self._fresh_slot(session_id) / "dicom"
-        folder.mkdir()
-        for index, source in enumerate(sources):
-            name = safe_name(source.name)
-            target = folder / name if not (folder / name).exists() else folder / f"{index}-{name}"
-            _take(source, target)
+        size = sum(p.stat().st_size for p in sources)
+        self._check_size("the folder", size)
+        self.discard(session_id)
+        with self._reserved(session_id, size, "the folder"):
+            folder = self._fresh_slot(session_id) / "dicom"
+            folder.mkdir()
+            for index, source in enumerate(sources):
+                name = safe_name(source.name)
+                target = folder / name if not (folder / name).exists() else folder / f"{index}-{name}"
+                _take(source, target)
         return folder
 
-    def _unzip(self, archive: Path, out: Path) -> None:
+    def _accept_archive(self, session_id: str, archive: Path, name: str) -> Path:
+        """Check the archive's entries, sizes and ratios, then unpack it straight into the session's folder."""
         try:
+            count_entries(archive, MAX_ARCHIVE_MEMBERS, MAX_CENTRAL_DIRECTORY_BYTES)   # before zipfile lists it
             with zipfile.ZipFile(archive) as zf:
-                members = [m for m in zf.infolist() if not m.is_dir()]
+                members = zf.infolist()
                 if len(members) > MAX_ARCHIVE_MEMBERS:
-                    raise UploadError(f"{archive.name}: {len(members)} files; at most {MAX_ARCHIVE_MEMBERS}.")
-                self._check_size(f"{archive.name} (unpacked)", sum(m.file_size for m in members))
-                out_root = out.resolve()
-                for member in members:
-                    mode = member.external_attr >> 16
-                    if stat.S_ISLNK(mode):
-                        raise UploadError(f"{archive.name}: member {member.filename!r} is a link; links are refused.")
-                    parts = Path(member.filename.replace("\\", "/")).parts
-                    if not parts or member.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-                        raise UploadError(f"{archive.name}: member {member.filename!r} has an unsafe path.")
-                    target = (out / Path(*[safe_name(p) for p in parts])).resolve()
-                    if not target.is_relative_to(out_root):
-                        raise UploadError(f"{archive.name}: member {member.filename!r} has an unsafe path.")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(member) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+                    raise ArchiveLimitError(f"{len(members):,} entries (files and folders); at most "
+                                            f"{MAX_ARCHIVE_MEMBERS:,} are accepted")
+                files = [m for m in members if not m.is_dir()]
+                unpacked = sum(m.file_size for m in files)
+                self._check_size(f"{name} (unpacked)", unpacked)
+                refusal = ratio_refusal(files, archive.stat().st_size, self.max_ratio, RATIO_FLOOR_BYTES)
+                if refusal:
+                    raise UploadError(f"{name}: {refusal} (slide data is compressed already; this server's "
+                                      "operator sets the limit with --max-zip-ratio).")
+                with self._reserved(session_id, unpacked, name):
+                    extracted = self._fresh_slot(session_id) / "unpacked"
+                    self._unpack(zf, files, extracted, name)
+        except ArchiveLimitError as exc:
+            raise UploadError(f"{name}: {exc}.") from exc
         except zipfile.BadZipFile as exc:
-            raise UploadError(f"{archive.name}: not a readable .zip archive ({exc}).") from exc
+            raise UploadError(f"{name}: not a readable .zip archive ({exc}).") from exc
+        return self._slide_in(extracted, name)
+
+    @staticmethod
+    def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, name: str) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        out_root = out.resolve()
+        for member in members:
+            mode = member.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise UploadError(f"{name}: member {member.filename!r} is a link; links are refused.")
+            parts = Path(member.filename.replace("\\", "/")).parts
+            if not parts or member.filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+                raise UploadError(f"{name}: member {member.filename!r} has an unsafe path.")
+            target = (out / Path(*[safe_name(p) for p in parts])).resolve()
+            if not target.is_relative_to(out_root):
+                raise UploadError(f"{name}: member {member.filename!r} has an unsafe path.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
 
     @staticmethod
     def _slide_in(folder: Path, archive_name: str) -> Path:

@@ -9,6 +9,8 @@ their events (`ui.events.bind`).
 
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from curation.store.status import ReviewInputError
@@ -49,9 +51,16 @@ def signed_in(s: ReviewScreen, me: ReviewSession) -> dict:
             s.workspace: gr.update(visible=True), s.lead_panel: gr.update(visible=me.is_lead)}
 
 
+def client_address(request: gr.Request | None) -> str | None:
+    """The address a request came from (what sign-ins are throttled by); None when Gradio has none."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or None
+
+
 @surface
-def sign_in_password(s: ReviewScreen, name: str, password: str):
-    return {**signed_in(s, password_sign_in(s.settings, s.store, name, password)), s.password: ""}
+def sign_in_password(s: ReviewScreen, name: str, password: str, request: gr.Request):
+    me = password_sign_in(s.settings, s.store, name, password, client=client_address(request))
+    return {**signed_in(s, me), s.password: ""}
 
 
 @surface
@@ -67,7 +76,7 @@ def sign_in_huggingface_on_load(s: ReviewScreen, profile: gr.OAuthProfile | None
     try:
         return signed_in(s, huggingface_sign_in(s.store, profile.username))
     except SignInError as exc:
-        return {s.session: None, s.who: f"**Not signed in.** {exc}"}
+        return {s.session: None, s.who: f"**Not signed in.** {html.escape(str(exc), quote=False)}"}
 
 
 def sign_out(s: ReviewScreen):
