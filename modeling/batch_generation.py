@@ -1,0 +1,229 @@
+"""Answering many questions at once: one left-padded batch, each row its own slide, equal to one-at-a-time.
+
+`generate_batch(model, processor, requests, settings)` answers every `BatchRequest` (slide inputs + question +
+seed) in ONE `generate()` call and returns, row by row, exactly what `SlideChatSession.generate_answer` returns
+for that request alone (the generated ids and the answer), under the same `GenerationSettings`:
+
+- Left padding: the prompts end together at column L, so every row's answer starts at L and the answer-only
+  n-gram ban / repetition penalty (`modeling.inference.AnswerOnly`, with prompt length L) see each row's own
+  [BOS] + answer. Position ids come from the attention mask (transformers' `generate`: cumsum - 1), so a
+  padded row is positioned as it is alone.
+- Slide inputs per row: every distinct slide is encoded once, alone (tile features of any length through the
+  slide encoder, or released tokens), fitted to the projector's width and stacked into `slide_tokens`
+  [B, S, D]: no tile padding, so the slide tokens equal the single-slide ones.
+- Sampling per row: transformers samples all rows from one global generator, so a batch would not equal a
+  serial run. Here generation runs greedy on top of `PerRowSampler`, the last logits processor: it applies
+  the sampling warpers `generate` would (temperature, top_k, top_p, in that order), then draws each row's
+  token with `torch.multinomial` from that row's own `torch.Generator` seeded with the row's seed and
+  returns one-hot scores. A serial run seeds the global generator with the same seed before each answer
+  (`torch.manual_seed`), and `torch.multinomial` over one row draws the same numbers from either, so a
+  batched sampled run equals the serial one with the same seeds (tested, with different prompt lengths and
+  slide inputs in one batch).
+- Stops per row: EOS, and the fork's stop words with each row's own official prompt length
+  (`KeywordStop`); `_RowEnds` records where each row ended, and rows are cut there.
+
+Beam search is not batched (`num_beams > 1` raises ModelError: answer one at a time).
+
+    requests = [BatchRequest(inputs_a, "What is the grade?", seed=0), BatchRequest(inputs_b, "Stage?", seed=0)]
+    for result in generate_batch(model, processor, requests, GenerationSettings(seed=0)):
+        print(result.answer)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from modeling.errors import ModelError
+from modeling.generation_settings import GenerationSettings, finish_answer
+from modeling.inference import KeywordStop, generate_kwargs
+from modeling.projector import fit_slide_token_width
+from modeling.slide_inputs import SLIDE_TOKENS, SlideInputs, check_compatible
+
+# Sampling fields of a model's generation config that PerRowSampler does not apply: refused, never ignored.
+_UNSUPPORTED_SAMPLING = ("top_h", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+
+
+@dataclass
+class BatchRequest:
+    slide_inputs: SlideInputs
+    question: str
+    seed: int | None = None                   # None: settings.seed (None there too: drawn from torch's RNG)
+    history: Sequence[tuple[str, str]] = ()   # earlier (question, answer) turns about the same slide
+
+
+@dataclass
+class BatchAnswer:
+    token_ids: list[int]                      # the generated ids (incl. a final EOS), as generate_answer gives
+    answer: str                               # decoded and finished (strip; the fork's trimming if set)
+    seed: int | None = None                   # the seed its sampling used (None for greedy decoding)
+    prompt_tokens: int = 0
+
+
+@dataclass
+class _Row:
+    ids: list[int]
+    official_length: int                      # the prompt's length with ONE image token (KeywordStop)
+    slide_key: int
+    seed: int | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def sampling_warpers(model, settings: GenerationSettings) -> list[LogitsProcessor]:
+    """The warpers `generate(do_sample=True)` applies after the logits processors, in its order: temperature,
+    top_k (the model's generation config, else transformers' default 50), top_p. ModelError when the model's
+    generation config sets a sampling option not restated here."""
+    config = model.generation_config
+    for name in _UNSUPPORTED_SAMPLING:
+        value = getattr(config, name, None)
+        if value is not None and value not in (0.0, 1.0):
+            raise ModelError(f"The model's generation config sets {name}={value}, which batched sampling does not "
+                             "apply; answer one at a time (batch size 1).")
+    warpers: list[LogitsProcessor] = []
+    if settings.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(settings.temperature))
+    top_k = config.top_k if config.top_k is not None else GenerationConfig._get_default_generation_params()["top_k"]
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
+    top_p = settings.top_p if settings.top_p is not None else config.top_p
+    if top_p is not None and top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
+    return warpers
+
+
+class PerRowSampler(LogitsProcessor):
+    """Samples each row from its own generator; returns scores that are 0 at the drawn token, -inf elsewhere,
+    so greedy decoding on top picks exactly the drawn token."""
+
+    def __init__(self, warpers: Sequence[LogitsProcessor], seeds: Sequence[int]):
+        self.warpers, self.seeds = list(warpers), list(seeds)
+        self.generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.generators is None:       # created on the logits' device: CUDA draws from a CUDA generator
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        warped = scores
+        for warper in self.warpers:
+            warped = warper(input_ids, warped)
+        probs = torch.nn.functional.softmax(warped, dim=-1)                          # [B, V]
+        drawn = torch.cat([torch.multinomial(probs[i:i + 1], num_samples=1, generator=generator)
+                           for i, generator in enumerate(self.generators)])          # [B, 1]
+        one_hot = torch.full_like(scores, float("-inf"))
+        return one_hot.scatter_(1, drawn, 0.0)
+
+
+class _RowEnds(StoppingCriteria):
+    """Stops rows at the fork's stop words (each row with its own official prompt length) and records the
+    sequence length at which each row ended (EOS, stop word); rows that never end run to max_new_tokens."""
+
+    def __init__(self, eos_ids: set[int], keyword_stops: Sequence[KeywordStop] | None):
+        self.eos_ids, self.keyword_stops = eos_ids, keyword_stops
+        self.ends: dict[int, int] = {}
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        length = input_ids.shape[1]
+        last = input_ids[:, -1].tolist()
+        for row, token in enumerate(last):
+            if row in self.ends:
+                continue
+            stopped = self.keyword_stops is not None and bool(self.keyword_stops[row](input_ids[row:row + 1], scores)[0])
+            if token in self.eos_ids or stopped:
+                self.ends[row] = length
+        return torch.tensor([row in self.ends for row in range(len(last))], dtype=torch.bool,
+                            device=input_ids.device)
+
+
+def _eos_ids(model, processor) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    if processor.tokenizer.eos_token_id is not None:
+        eos.append(processor.tokenizer.eos_token_id)
+    return set(eos)
+
+
+def _slide_tokens(model, inputs: SlideInputs, device) -> torch.Tensor:
+    """One slide's tokens [1, S, slide_token_dim], computed alone exactly as the model's forward would."""
+    config = model.config
+    if inputs.kind == SLIDE_TOKENS:
+        tokens = inputs.slide_tokens
+    else:
+        encoder = model.slide_encoder
+        dtype = encoder.patch_embed.proj.weight.dtype
+        with torch.inference_mode():
+            tokens = encoder(inputs.tile_features.to(device, dtype), inputs.coords_tiling_px.to(device),
+                             token_source=config.slide_token_source)                 # [1, S, E]
+    return fit_slide_token_width(tokens.to(device), config.slide_token_dim)
+
+
+def _rows(model, processor, requests: Sequence[BatchRequest], settings: GenerationSettings) -> list[_Row]:
+    template = settings.conversation_template or processor.generation_template
+    image_id = processor.image_token_id
+    rows, keys = [], {}
+    for request in requests:
+        prompt = processor.build_prompt(request.question, request.history, template=template)
+        ids, _ = processor.tokenize(prompt)
+        key = keys.setdefault(id(request.slide_inputs), len(keys))
+        seed = request.seed if request.seed is not None else settings.seed
+        if seed is None and settings.do_sample:
+            seed = int(torch.randint(0, 2 ** 62, ()).item())
+        rows.append(_Row(ids, len(ids) - ids.count(image_id) + 1, key, seed if settings.do_sample else None))
+    return rows
+
+
+def _check(model, processor, requests: Sequence[BatchRequest], settings: GenerationSettings) -> None:
+    if settings.num_beams > 1:
+        raise ModelError(f"Batched generation does not do beam search (num_beams={settings.num_beams}); answer one "
+                         "question at a time (batch size 1).")
+    if processor.image_token_id != model.config.image_token_index:
+        raise ModelError(f"Processor and model disagree on the `<image>` id ({processor.image_token_id} vs "
+                         f"{model.config.image_token_index}); load both from the same checkpoint.")
+    for request in requests:
+        check_compatible(request.slide_inputs, model.config)
+
+
+def generate_batch(model, processor, requests: Sequence[BatchRequest],
+                   settings: GenerationSettings | None = None) -> list[BatchAnswer]:
+    """Answer every request in one left-padded `generate()`; row i equals request i answered alone."""
+    settings = settings or GenerationSettings()
+    if not requests:
+        return []
+    _check(model, processor, requests, settings)
+    device = model.get_input_embeddings().weight.device
+    rows = _rows(model, processor, requests, settings)
+    by_key: dict[int, torch.Tensor] = {}
+    for request, row in zip(requests, rows):
+        if row.slide_key not in by_key:
+            by_key[row.slide_key] = _slide_tokens(model, request.slide_inputs, device)
+    slide_tokens = torch.cat([by_key[row.slide_key] for row in rows])                # [B, S, D]
+    batch = processor.collate([{"input_ids": row.ids} for row in rows], padding_side="left")
+    input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)   # [B, L]
+    length = input_ids.shape[1]
+    lead = () if processor.tokenizer.bos_token_id is None else (processor.tokenizer.bos_token_id,)
+    kwargs = generate_kwargs(settings, length, lead)
+    if settings.do_sample:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("temperature", "top_p")} | {"do_sample": False}
+        processors = kwargs.setdefault("logits_processor", [])
+        kwargs["logits_processor"] = list(processors) + [
+            PerRowSampler(sampling_warpers(model, settings), [row.seed for row in rows])]
+    keyword_stops = None
+    if settings.stop_words:
+        keyword_stops = [KeywordStop(settings.stop_words, processor.tokenizer, length, row.official_length, lead)
+                         for row in rows]
+    ends = _RowEnds(_eos_ids(model, processor), keyword_stops)
+    with torch.inference_mode():
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, slide_tokens=slide_tokens,
+                                pad_token_id=processor.pad_token_id, stopping_criteria=StoppingCriteriaList([ends]),
+                                **kwargs)
+    answers = []
+    for index, row in enumerate(rows):
+        generated = output[index, length:ends.ends.get(index, output.shape[1])].tolist()
+        text = finish_answer(settings, processor.decode_answer(generated))
+        answers.append(BatchAnswer(generated, text, row.seed, len(row.ids)))
+    return answers
+
+
+__all__ = ["BatchRequest", "BatchAnswer", "generate_batch", "PerRowSampler", "sampling_warpers"]
