@@ -144,7 +144,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--slides", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 avoids waiting on "
+                                                    "descheduled OpenMP threads on a shared, overloaded machine")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from benchmarks.gpu_shapes import TINY_LLM, VICUNA_7B, wsi_llava_model
 

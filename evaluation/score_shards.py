@@ -11,6 +11,8 @@ each open item has a row of this judge (finished, or failed and listed as such),
 summary.json and summary.md exactly as one process would and removes the journals; otherwise it writes
 nothing final and reports how many items wait for other shards. The last shard to finish therefore writes
 the one result. All shards must use the same judge and settings (rows of another judge never match).
+The LLM judge's default reply cache is one SQLite file per shard (`DIR/judge_cache.shard-<i>-of-<n>.sqlite`):
+shards on several machines never share one over a network file system.
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ def journal_paths(out_dir: Path, journal_file: str) -> list[Path]:
     """The one-process journal and every shard journal (any n) in `out_dir`."""
     stem = journal_file.removesuffix(".jsonl")
     return [out_dir / journal_file] + sorted(out_dir.glob(f"{stem}.shard-*-of-*.jsonl"))
+
+
+def cache_name(cache_file: str, shard: Shard) -> str:
+    """The judge's default reply cache: one per shard (`judge_cache.shard-0-of-4.sqlite`), so that jobs on
+    several machines never share one SQLite file over a network file system (its locking is unreliable)."""
+    if shard.count == 1:
+        return cache_file
+    stem, dot, suffix = cache_file.rpartition(".")
+    return f"{stem}.shard-{shard.index}-of-{shard.count}{dot}{suffix}"
 
 
 def share(shard: Shard, open_items: Sequence) -> set:

@@ -71,7 +71,8 @@ class ScoreConfig:
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise EvaluationError(f"--out {self.out_dir}: exists and is not a folder.")
         if self.judge.llm is not None and self.judge.llm.cache_path is None:
-            self.judge.llm = replace(self.judge.llm, cache_path=str(self.out_dir / DEFAULT_CACHE_FILE))
+            cache = score_shards.cache_name(DEFAULT_CACHE_FILE, self.resolved_shard)   # one SQLite file per shard
+            self.judge.llm = replace(self.judge.llm, cache_path=str(self.out_dir / cache))
 
 
 @dataclass

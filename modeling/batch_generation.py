@@ -1,16 +1,18 @@
-"""Answering many questions at once: one left-padded batch, each row its own slide, equal to one-at-a-time.
+"""Answering many questions at once: one padded batch, each row its own slide, equal to one-at-a-time.
 
 `generate_batch(model, processor, requests, settings)` answers every `BatchRequest` (slide inputs + question +
 seed) in ONE `generate()` call and returns, row by row, exactly what `SlideChatSession.generate_answer` returns
 for that request alone (the generated ids and the answer), under the same `GenerationSettings`:
 
-- Left padding: the prompts end together at column L, so every row's answer starts at L and the answer-only
-  n-gram ban / repetition penalty (`modeling.inference.AnswerOnly`, with prompt length L) see each row's own
-  [BOS] + answer. Position ids come from the attention mask (transformers' `generate`: cumsum - 1), so a
-  padded row is positioned as it is alone.
-- Slide inputs per row: every distinct slide is encoded once, alone (tile features of any length through the
-  slide encoder, or released tokens), fitted to the projector's width and stacked into `slide_tokens`
-  [B, S, D]: no tile padding, so the slide tokens equal the single-slide ones.
+- The slide prefix once per slide: every prompt starts with the same ids up to its slide placeholders
+  (system prompt, "USER: ", 576 `<image>`s), so, as `SlideChatSession` caches it per slide, that prefix is run
+  once per DISTINCT slide of the batch (each slide's tokens computed alone: tile features of any length
+  through the slide encoder, or released tokens, fitted to the projector's width) and its KV cache is given
+  to every row of that slide. The rest of each prompt (the question) follows after padding in the middle:
+  prefix, pad ... pad, question. So every prompt ends at column L, every answer starts at L, and the
+  answer-only n-gram ban / repetition penalty (`modeling.inference.AnswerOnly`, prompt length L) see each
+  row's own [BOS] + answer; position ids come from the attention mask (transformers' `generate`: cumsum - 1),
+  so a row's tokens are positioned as they are alone.
 - Sampling per row: transformers samples all rows from one global generator, so a batch would not equal a
   serial run. Here generation runs greedy on top of `PerRowSampler`, the last logits processor: it applies
   the sampling warpers `generate` would (temperature, top_k, top_p, in that order), then draws each row's
@@ -23,6 +25,8 @@ for that request alone (the generated ids and the answer), under the same `Gener
   (`KeywordStop`); `_RowEnds` records where each row ended, and rows are cut there.
 
 Beam search is not batched (`num_beams > 1` raises ModelError: answer one at a time).
+On CPU in float32 the batched tokens equal the one-at-a-time ones (tested); in float16 on a GPU,
+batched matrix products may round differently and an answer can drift after a near tie.
 
     requests = [BatchRequest(inputs_a, "What is the grade?", seed=0), BatchRequest(inputs_b, "Stage?", seed=0)]
     for result in generate_batch(model, processor, requests, GenerationSettings(seed=0)):
@@ -31,7 +35,7 @@ Beam search is not batched (`num_beams > 1` raises ModelError: answer one at a t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -70,7 +74,6 @@ class _Row:
     official_length: int                      # the prompt's length with ONE image token (KeywordStop)
     slide_key: int
     seed: int | None = None
-    extras: dict = field(default_factory=dict)
 
 
 def sampling_warpers(model, settings: GenerationSettings) -> list[LogitsProcessor]:
@@ -137,12 +140,10 @@ class _RowEnds(StoppingCriteria):
                             device=input_ids.device)
 
 
-def _eos_ids(model, processor) -> set[int]:
+def _eos_ids(model) -> set[int]:
+    """The ids `generate` stops a row at (the generation config's), so rows end exactly where they end alone."""
     eos = model.generation_config.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos or [])
-    if processor.tokenizer.eos_token_id is not None:
-        eos.append(processor.tokenizer.eos_token_id)
-    return set(eos)
+    return set([eos] if isinstance(eos, int) else list(eos or []))
 
 
 def _slide_tokens(model, inputs: SlideInputs, device) -> torch.Tensor:
@@ -185,39 +186,79 @@ def _check(model, processor, requests: Sequence[BatchRequest], settings: Generat
         check_compatible(request.slide_inputs, model.config)
 
 
+def _slide_prefix(rows: list[_Row], image_id: int) -> list[int]:
+    """The prompt up to the last slide placeholder: the same ids in every row (one template, the slide in the
+    first question), so its KV cache is computed once per distinct slide."""
+    first = rows[0].ids
+    prefix = first[:max(i for i, token in enumerate(first) if token == image_id) + 1]
+    for row in rows:
+        if row.ids[:len(prefix)] != prefix or image_id in row.ids[len(prefix):]:
+            raise ModelError("Batched prompts do not share their slide prefix (system prompt, slide placeholders); "
+                             "answer them one at a time.")
+    return prefix
+
+
+def _prefix_cache(model, prefix: list[int], slides: list[torch.Tensor], rows: list[_Row], device):
+    """The prefix run once per distinct slide ([S, P], no padding), then one cache row per request."""
+    ids = torch.tensor([prefix] * len(slides), device=device)                        # [S, P]
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), slide_tokens=torch.cat(slides),
+                    use_cache=True)
+    out.cache.batch_select_indices(torch.tensor([row.slide_key for row in rows], device=device))   # [B, ...]
+    return out.cache
+
+
+def _middle_padded(rows: list[_Row], prefix_length: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, L] ids and attention mask: the shared prefix, padding, then each row's own rest of the prompt, so
+    every prompt ends at column L (answers start together) and positions (attention-mask cumsum) are the
+    row's own."""
+    width = max(len(row.ids) for row in rows)
+    ids, mask = [], []
+    for row in rows:
+        pad, rest = width - len(row.ids), row.ids[prefix_length:]
+        ids.append(row.ids[:prefix_length] + [pad_id] * pad + rest)
+        mask.append([1] * prefix_length + [0] * pad + [1] * len(rest))
+    return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+
+
+def _decoding(model, processor, rows: list[_Row], settings: GenerationSettings, length: int, lead: tuple) -> dict:
+    """generate() arguments: the answer-only processors at prompt length L, per-row sampling and stops."""
+    kwargs = generate_kwargs(settings, length, lead)
+    if settings.do_sample:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("temperature", "top_p")} | {"do_sample": False}
+        kwargs["logits_processor"] = list(kwargs.get("logits_processor", [])) + [
+            PerRowSampler(sampling_warpers(model, settings), [row.seed for row in rows])]
+    keyword_stops = None
+    if settings.stop_words:
+        keyword_stops = [KeywordStop(settings.stop_words, processor.tokenizer, length, row.official_length, lead)
+                         for row in rows]
+    kwargs["stopping_criteria"] = StoppingCriteriaList([_RowEnds(_eos_ids(model), keyword_stops)])
+    return kwargs
+
+
 def generate_batch(model, processor, requests: Sequence[BatchRequest],
                    settings: GenerationSettings | None = None) -> list[BatchAnswer]:
-    """Answer every request in one left-padded `generate()`; row i equals request i answered alone."""
+    """Answer every request in one padded `generate()`; row i equals request i answered alone."""
     settings = settings or GenerationSettings()
     if not requests:
         return []
     _check(model, processor, requests, settings)
     device = model.get_input_embeddings().weight.device
     rows = _rows(model, processor, requests, settings)
-    by_key: dict[int, torch.Tensor] = {}
+    slides: dict[int, torch.Tensor] = {}
     for request, row in zip(requests, rows):
-        if row.slide_key not in by_key:
-            by_key[row.slide_key] = _slide_tokens(model, request.slide_inputs, device)
-    slide_tokens = torch.cat([by_key[row.slide_key] for row in rows])                # [B, S, D]
-    batch = processor.collate([{"input_ids": row.ids} for row in rows], padding_side="left")
-    input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)   # [B, L]
+        if row.slide_key not in slides:
+            slides[row.slide_key] = _slide_tokens(model, request.slide_inputs, device)      # [1, S, D]
+    prefix = _slide_prefix(rows, processor.image_token_id)
+    cache = _prefix_cache(model, prefix, [slides[key] for key in sorted(slides)], rows, device)
+    input_ids, attention_mask = _middle_padded(rows, len(prefix), processor.pad_token_id, device)   # [B, L]
     length = input_ids.shape[1]
     lead = () if processor.tokenizer.bos_token_id is None else (processor.tokenizer.bos_token_id,)
-    kwargs = generate_kwargs(settings, length, lead)
-    if settings.do_sample:
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("temperature", "top_p")} | {"do_sample": False}
-        processors = kwargs.setdefault("logits_processor", [])
-        kwargs["logits_processor"] = list(processors) + [
-            PerRowSampler(sampling_warpers(model, settings), [row.seed for row in rows])]
-    keyword_stops = None
-    if settings.stop_words:
-        keyword_stops = [KeywordStop(settings.stop_words, processor.tokenizer, length, row.official_length, lead)
-                         for row in rows]
-    ends = _RowEnds(_eos_ids(model, processor), keyword_stops)
+    kwargs = _decoding(model, processor, rows, settings, length, lead)
+    ends = kwargs["stopping_criteria"][0]
     with torch.inference_mode():
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, slide_tokens=slide_tokens,
-                                pad_token_id=processor.pad_token_id, stopping_criteria=StoppingCriteriaList([ends]),
-                                **kwargs)
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
+                                pad_token_id=processor.pad_token_id, **kwargs)
     answers = []
     for index, row in enumerate(rows):
         generated = output[index, length:ends.ends.get(index, output.shape[1])].tolist()

@@ -134,3 +134,19 @@ def test_predict_batch_size_writes_the_rows_of_one_at_a_time(tmp_path, capsys):
     assert rows(batched) == rows(one)          # predictions, settings (sampling at 0.2, seed 0), everything
     code, _ = _predict(tmp_path, features, "zero", "--batch-size", "0")
     assert code == 1 and "--batch-size must be positive" in capsys.readouterr().err
+
+
+def test_the_slide_prefix_runs_once_per_distinct_slide(tiny):
+    """Three distinct slides among four requests: the prefix (system prompt + slide) is run for three rows,
+    then the four questions after it; one at a time would run four prefixes."""
+    model, processor, requests = tiny
+    shapes = []
+    hook = model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["inputs_embeds"].shape[:2])), with_kwargs=True)
+    try:
+        generate_batch(model, processor, requests, GenerationSettings.greedy(max_new_tokens=2))
+    finally:
+        hook.remove()
+    prefix = processor.encode_prompt("x")["input_ids"][0].tolist().index(model.config.image_token_index)
+    assert shapes[0] == (3, prefix + model.config.num_slide_tokens)
+    assert shapes[1][0] == 4 and shapes[1][1] < max(len(processor.encode_prompt(q)["input_ids"][0]) for q in QUESTIONS)

@@ -60,9 +60,9 @@ def test_shards_are_disjoint_resumable_and_merge_into_one_file(setup, capsys, mo
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     for name, value in (("COUNT", "3"), ("MIN", "1"), ("MAX", "3"), ("STEP", "1")):
         monkeypatch.setenv(f"SLURM_ARRAY_TASK_{name}", value)
-    assert predict(out) == 0
+    assert predict(out, "--batch-size", "3") == 0                           # batched, too
     last = json.loads(capsys.readouterr().out)
-    assert (last["shard"], last["shard_source"]) == ("2/3", "SLURM array")
+    assert (last["shard"], last["shard_source"], last["batch_size"]) == ("2/3", "SLURM array", 3)
     # disjoint shares of whole slides, together every answered item once
     journals = [keyed(tmp_path / f"sharded.shard-{i}-of-3.jsonl") for i in range(3)]
     images = [{r["image"] for r in journal.values()} for journal in journals]

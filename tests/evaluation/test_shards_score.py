@@ -82,3 +82,15 @@ def test_failed_rows_of_another_shard_are_listed_not_waited_for(tmp_path):
     again = run_scoring(ScoreConfig(predictions=preds, out_dir=out, judge=JudgeConfig(name="offline")),
                         emit=lambda m: None)
     assert not again["failures"] and again["run"]["n_judged"] == 3 and again["run"]["n_reused"] == 2
+
+
+def test_each_shard_has_its_own_judge_cache(tmp_path):
+    from llm.client import LLMSettings
+
+    def cache(shard):
+        judge = JudgeConfig(name="openai", llm=LLMSettings())
+        return ScoreConfig(predictions=tmp_path / "p.jsonl", out_dir=tmp_path / "out", judge=judge,
+                           shard=shard).judge.llm.cache_path
+
+    assert cache(None) == str(tmp_path / "out" / "judge_cache.sqlite")
+    assert cache("1/4") == str(tmp_path / "out" / "judge_cache.shard-1-of-4.sqlite")   # never one SQLite on NFS
