@@ -1,10 +1,13 @@
 """`wsi-llava evaluate`: predict (run a model over WSI-Bench) | score (WSI-Precision/Relevance, accuracy, NLU).
 
     wsi-llava evaluate predict --model ID_OR_DIR --benchmark PATH_OR_HUB_ID --features-root DIR \\
-        --out predictions.jsonl [--load-4bit] [--tasks ...]
+        --out predictions.jsonl [--load-4bit] [--tasks ...] [--batch-size N] [--shard I/N]
     wsi-llava evaluate score PREDICTIONS --out DIR --judge offline|openai \\
         [--judge-base-url URL --judge-model NAME] [--workers N] [--dry-run] [--references PATH] \\
-        [--metric-version official|strict] [--table2-grouping inferred|task_table]
+        [--metric-version official|strict] [--table2-grouping inferred|task_table] [--shard I/N]
+
+Sharding (predict and score, like `wsi-llava tile`/`features`): --shard I/N, else RANK/WORLD_SIZE (torchrun,
+accelerate), else a SLURM job array; each shard writes its own journal and the last to finish merges them.
 
 Exit status: 0 done; 1 an input/config error (message, no traceback); 3 scored, but some judgements
 failed (re-run to retry them) or some input lines were skipped (unreadable or malformed prediction lines,
@@ -53,6 +56,7 @@ def _score_parser(sub) -> None:
                    help="NLU metrics for every open-ended task, not only report generation")
     p.add_argument("--dry-run", action="store_true",
                    help="match and count items, estimate judge requests and cost; write nothing")
+    _add_shard_option(p, "open items")
 
 
 def _predict_parser(sub) -> None:
@@ -75,6 +79,17 @@ def _predict_parser(sub) -> None:
                    help="slide-encoder hidden state pooled into the slide tokens of features .h5 inputs (default: "
                         "the model's, wsi-llava-readme; released .pt tokens are used as they are)")
     p.add_argument("--limit", type=int, help="stop after this many items (smoke tests)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="questions answered together, across slides (default 1, one at a time as the official "
+                        "loop; answers are the same token for token, greedy or seeded sampling)")
+    _add_shard_option(p, "slides")
+
+
+def _add_shard_option(p, what: str) -> None:
+    p.add_argument("--shard", metavar="I/N",
+                   help=f"do share I of N of the {what} (0-based); default: RANK/WORLD_SIZE (torchrun, accelerate), "
+                        "else a SLURM job array (SLURM_ARRAY_TASK_ID ...), else everything. Shards write their own "
+                        "journals; the last to finish merges them into one output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,10 +115,15 @@ def _score(args) -> int:
                             metric_version=args.metric_version)
     config = ScoreConfig(predictions=args.predictions, out_dir=args.out, judge=judge, references=args.references,
                          tasks=args.tasks, dry_run=args.dry_run, nlu_all_open=args.nlu_all_open,
-                         table2_grouping=args.table2_grouping)
+                         table2_grouping=args.table2_grouping,
+                         shard=args.shard)
     result = run_scoring(config)
     if args.dry_run:
         print(json.dumps(result, indent=1))
+        return 0
+    if result.get("waiting"):       # a shard done with its share while others still judge theirs
+        print(f"shard {result['shard']}: judged {result['n_judged']} items; {result['n_waiting']} wait for other "
+              f"shards; the last shard to finish writes {args.out / 'summary.json'}")
         return 0
     overall, inputs = result["overall"], result["inputs"]
     cells = [f"{name} {block['mean']:.3f}" for name, block in (("WSI-P", overall["wsi_precision"]),
@@ -138,7 +158,8 @@ def _predict(args) -> int:
     config = PredictConfig(model=args.model, benchmark=args.benchmark, features_root=args.features_root,
                            out=args.out, load_4bit=args.load_4bit, tasks=args.tasks, split=args.split,
                            generation=generation, dtype=args.dtype, device=args.device, limit=args.limit,
-                           slide_token_source=args.slide_token_source, max_question_chars=args.max_question_chars)
+                           slide_token_source=args.slide_token_source, max_question_chars=args.max_question_chars,
+                           batch_size=args.batch_size, shard=args.shard)
     report = run_predictions(config)
     print(json.dumps(report, indent=1))
     return 0

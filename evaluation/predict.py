@@ -17,7 +17,11 @@ Slide inputs are looked up under --features-root (first existing wins): the rele
 (modeling.slide_inputs.slide_input_candidates). Items without inputs, and items whose inputs cannot be
 used, and questions longer than `max_question_chars` (`--max-question-chars`) or whose prompt would not fit
 the model's context, are counted and listed in `<out stem>.summary.json` (`failures`), never silently dropped
-and never a crash; a re-run retries them. One slide's inputs and its KV-cached prompt prefix are reused for all of its questions.
+and never a crash; a re-run retries them. One slide's inputs and its KV-cached prompt prefix are reused for all
+of its questions. `batch_size` > 1 (`--batch-size`) answers that many questions at once, across slides
+(`evaluation.predict_batched`), with answers equal to one at a time token for token.
+Sharded (`--shard i/n`, torchrun/accelerate's RANK/WORLD_SIZE, SLURM job arrays): disjoint shares of the
+slides, a journal per shard and one merged predictions file and summary (`evaluation.predict_shards`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from common.atomic import atomic_write_json
 from wsi_bench.errors import BenchError
 from wsi_bench.files import BenchItem, read_benchmark
 from evaluation.errors import EvaluationError
-from common.journal import JournalWriter, read_journal
+from common.journal import JournalWriter
+from evaluation import predict_shards
+from evaluation.predict_batched import BatchedAnswers
 from modeling.generation_settings import DEFAULT_MAX_QUESTION_CHARS, GenerationSettings
 
 PREDICTIONS_SCHEMA = "wsi-llava.evaluation.predictions/1"
@@ -55,6 +61,8 @@ class PredictConfig:
     limit: int | None = None
     slide_token_source: str | None = None       # features .h5 inputs: None = the model's (modeling.slide_token_sources)
     max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS   # longer questions are failed items (nothing is run)
+    batch_size: int = 1                         # questions answered together (1: one at a time, as the official loop)
+    shard: str | None = None                    # "i/n"; None: RANK/WORLD_SIZE, a SLURM array, else everything
 
     def __post_init__(self) -> None:
         self.features_root, self.out = Path(self.features_root), Path(self.out)
@@ -67,6 +75,10 @@ class PredictConfig:
             raise EvaluationError("--limit must be positive.")
         if self.max_question_chars < 1:
             raise EvaluationError("--max-question-chars must be positive.")
+        if self.batch_size < 1:
+            raise EvaluationError("--batch-size must be positive.")
+        if self.batch_size > 1 and self.generation.num_beams > 1:
+            raise EvaluationError("--batch-size > 1 does not do beam search; use --batch-size 1 with num_beams > 1.")
 
     @property
     def summary_path(self) -> Path:
@@ -83,11 +95,12 @@ def _settings(config: PredictConfig, loaded) -> dict:
 
 
 def _existing_rows(out: Path) -> tuple[dict[tuple[str, str], dict], int]:
-    rows, unreadable = read_journal(out)
+    """Rows already answered, in `out` and every shard journal beside it (`evaluation.predict_shards`)."""
+    rows, unreadable = predict_shards.read_rows(out)
     done = {}
     for row in rows:
-        if isinstance(row.get("prediction"), str) and row.get("task") and row.get("question_id") is not None:
-            done[(row["task"], str(row["question_id"]))] = row
+        if (key := predict_shards.row_key(row)) is not None:
+            done[key] = row
     return done, unreadable
 
 
@@ -153,7 +166,9 @@ def run_predictions(config: PredictConfig, loaded=None,
 
     started = time.monotonic()
     problems: list[str] = []
-    items = load_items(config, problems)
+    shard = predict_shards.resolve(config.shard)
+    all_items = load_items(config, problems)
+    items = predict_shards.shard_items(all_items, shard)
     done, unreadable = _existing_rows(config.out)
     if loaded is None:
         from modeling.checkpoints import load_model
@@ -191,19 +206,25 @@ def run_predictions(config: PredictConfig, loaded=None,
     from modeling.slide_inputs import find_slide_input, slide_input_candidates
 
     last_emit = time.monotonic()
-    with JournalWriter(config.out) as out:
+    batched = BatchedAnswers(loaded, config.generation, config.batch_size, write, fail,
+                             config.max_question_chars) if config.batch_size > 1 else None
+    with JournalWriter(predict_shards.journal_path(config.out, shard)) as out:
         for image, slide_items in by_image.items():
             path = find_slide_input(config.features_root, image)
             if path is None:
                 missing += [{"question_id": i.question_id, "task": i.task, "image": image,
                              "tried": [str(p) for p in slide_input_candidates(config.features_root, image)]}
                             for i in slide_items]
+            elif batched is not None:
+                batched.add(path, slide_items)
             else:
                 _answer_slide(loaded, path, slide_items, config, write, fail)
             if time.monotonic() - last_emit > 10:
                 last_emit = time.monotonic()
                 emit(f"answered {counts['answered']}/{len(pending)} items; {len(missing)} without slide inputs, "
                      f"{len(failures)} failed")
+        if batched is not None:
+            batched.finish()
     n_answered = counts["answered"]
     report = {"schema": "wsi-llava.evaluation.predict-summary/1",
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -213,6 +234,19 @@ def run_predictions(config: PredictConfig, loaded=None,
               "n_missing_inputs": len(missing), "n_failed": len(failures),
               "n_remaining": len(items) - n_done_before - n_answered, "n_unreadable_lines": unreadable,
               "missing_inputs": missing, "failures": failures, "benchmark_problems": problems,
-              "elapsed_s": round(time.monotonic() - started, 3)}
-    atomic_write_json(config.summary_path, report)
-    return report
+              "elapsed_s": round(time.monotonic() - started, 3), "batch_size": config.batch_size,
+              "shard": shard.label, "shard_source": shard.source}
+    return _write_report(config, shard, all_items, report)
+
+
+def _write_report(config: PredictConfig, shard, all_items: list[BenchItem], report: dict) -> dict:
+    """One shard: the report is the summary. Several: the shard's report beside its journal, then the merge
+    of every journal into `--out` and the merged summary (`evaluation.predict_shards`)."""
+    if shard.count == 1:
+        atomic_write_json(config.summary_path, report)
+        return report
+    atomic_write_json(predict_shards.shard_summary_path(config.out, shard), report)
+    base = {key: report[key] for key in ("model", "model_is_trained", "settings", "benchmark", "features_root")}
+    merged = predict_shards.merge(config.out, config.summary_path, all_items, base)
+    return report | {"merged": {key: merged[key] for key in ("out", "n_items", "n_predicted", "n_remaining",
+                                                             "complete")} | {"summary": str(config.summary_path)}}

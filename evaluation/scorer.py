@@ -14,6 +14,8 @@ before its first judged row leaves no (empty) journal. Everything written passes
 `dry_run` loads and matches everything, estimates the judge's requests and cost, and writes nothing.
 A predictions file that gives no item raises `EvaluationError` saying why (every line skipped: which
 lines and the first reason; rows unmatched or of other tasks).
+Sharded (`shard`, `--shard i/n`, RANK/WORLD_SIZE or a SLURM job array): each shard judges its share into its
+own journal and the last to finish writes the one result (`evaluation.score_shards`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from evaluation import nlu_metrics
+from evaluation import nlu_metrics, score_shards
 from evaluation.errors import EvaluationError
 from common.journal import JournalWriter, read_journal
 from evaluation.claim_scores import BLANK_PREDICTION, is_blank
@@ -66,14 +68,17 @@ class ScoreConfig:
     nlu_all_open: bool = False       # NLU metrics for every open task, not only report generation
     table2_grouping: str = DEFAULT_TABLE2_GROUPING   # closed tasks in Table 2's Acc cells (table2_grouping)
     progress_every_s: float = 10.0
+    shard: str | None = None         # "i/n"; None: RANK/WORLD_SIZE, a SLURM array, else everything
 
     def __post_init__(self) -> None:
         get_grouping(self.table2_grouping)            # an unknown name is refused before any work
+        self.resolved_shard = score_shards.resolve(self.shard)
         self.predictions, self.out_dir = Path(self.predictions), Path(self.out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise EvaluationError(f"--out {self.out_dir}: exists and is not a folder.")
         if self.judge.llm is not None and self.judge.llm.cache_path is None:
-            self.judge.llm = replace(self.judge.llm, cache_path=str(self.out_dir / DEFAULT_CACHE_FILE))
+            cache = score_shards.cache_name(DEFAULT_CACHE_FILE, self.resolved_shard)   # one SQLite file per shard
+            self.judge.llm = replace(self.judge.llm, cache_path=str(self.out_dir / cache))
 
 
 @dataclass
@@ -97,15 +102,29 @@ class _Progress:
                       f"{rate:.1f} items/s")
 
 
-def _previous_rows(out_dir: Path) -> dict[tuple[str, str], dict]:
-    """Rows of an earlier run (final file, then the journal, later lines winning) that may be reused."""
-    rows, _ = read_journal(out_dir / SCORES_FILE)
-    journal, _ = read_journal(out_dir / JOURNAL_FILE)
+def _previous_rows(out_dir: Path, complete_only: bool = True) -> dict[tuple[str, str], dict]:
+    """Rows of an earlier run (final file, then the journals, later lines winning) that may be reused; with
+    `complete_only` False also failed ones, where an item has no finished row (a sharded merge lists them)."""
+    rows = []
+    for path in [out_dir / SCORES_FILE] + score_shards.journal_paths(out_dir, JOURNAL_FILE):
+        rows += read_journal(path)[0]
     reusable = {}
-    for row in rows + journal:
-        if row.get("schema") == SCORES_SCHEMA and "fingerprint" in row and is_complete(row):
-            reusable[(row.get("task"), row.get("question_id"))] = row
+    for row in rows:
+        if row.get("schema") == SCORES_SCHEMA and "fingerprint" in row:
+            key = (row.get("task"), row.get("question_id"))
+            if is_complete(row) or not (complete_only or (key in reusable and is_complete(reusable[key]))):
+                reusable[key] = row
     return reusable
+
+
+def _matching(open_items: list[ScoringItem], previous: dict, judge: Judge) -> dict[tuple[str, str], dict]:
+    """The previous rows of these items judged by this judge on these texts (same fingerprint)."""
+    matched = {}
+    for item in open_items:
+        row = previous.get(item.key)
+        if row is not None and row["fingerprint"] == item_fingerprint(item, judge.identity.fingerprint()):
+            matched[item.key] = row
+    return matched
 
 
 def _wants_nlu(item: ScoringItem, config: ScoreConfig) -> bool:
@@ -184,13 +203,11 @@ def run_scoring(config: ScoreConfig, judge: Judge | None = None,
 def _plan_and_score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge | None, started: float,
                     emit: Callable[[str], None]) -> dict:
     open_items = [item for item in items if item.answer_format == "open"]
-    previous = _previous_rows(config.out_dir) if open_items else {}
-    reused: dict[tuple[str, str], dict] = {}
-    for item in open_items:
-        row = previous.get(item.key)
-        if row is not None and row["fingerprint"] == item_fingerprint(item, judge.identity.fingerprint()):
-            reused[item.key] = row
+    reused = _matching(open_items, _previous_rows(config.out_dir), judge) if open_items else {}
     to_judge = [item for item in open_items if item.key not in reused]
+    if config.resolved_shard.count > 1:
+        mine = score_shards.share(config.resolved_shard, open_items)
+        to_judge = [item for item in to_judge if item.key in mine]
     if config.dry_run:
         return {"dry_run": True, "n_items": len(items), "n_open": len(open_items),
                 "n_closed": len(items) - len(open_items), "n_reused": len(reused), "n_to_judge": len(to_judge),
@@ -210,6 +227,21 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
          f"{len(reused)} finished rows; judging {len(to_judge)} with {judge_name}; metric version {version}")
     redact = _redactor(config)
     new_rows = _judge_into_journal(config, judge, to_judge, version, redact, emit)
+    if config.resolved_shard.count == 1:
+        return _finish(config, items, report, judge, reused, new_rows, version, to_judge, started, redact)
+    with score_shards.merge_lock(config.out_dir):       # the last shard to finish writes the result
+        merged = _matching(open_items, _previous_rows(config.out_dir, complete_only=False), judge)
+        reused = {key: row for key, row in merged.items() if key not in new_rows}
+        waiting = [item for item in open_items if item.key not in new_rows and item.key not in reused]
+        if waiting:
+            return score_shards.waiting_report(config.resolved_shard, config.out_dir, len(to_judge), len(waiting),
+                                               len(items))
+        return _finish(config, items, report, judge, reused, new_rows, version, to_judge, started, redact)
+
+
+def _finish(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge | None, reused: dict,
+            new_rows: dict, version: str, to_judge: list[ScoringItem], started: float, redact: Redactor) -> dict:
+    """Every item's row (closed ones scored here), CIDEr, the summary; the final files; journals removed."""
     rows = []
     for item in items:
         if item.answer_format != "open":
@@ -240,7 +272,8 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
     atomic_write_jsonl(config.out_dir / SCORES_FILE, redact.value(rows))
     atomic_write_json(config.out_dir / SUMMARY_JSON, summary)
     atomic_write_text(config.out_dir / SUMMARY_MD, redact(render_summary_md(summary)))
-    (config.out_dir / JOURNAL_FILE).unlink(missing_ok=True)
+    for journal in score_shards.journal_paths(config.out_dir, JOURNAL_FILE):
+        journal.unlink(missing_ok=True)
     return summary
 
 
@@ -259,7 +292,7 @@ def _judge_into_journal(config: ScoreConfig, judge: Judge | None, to_judge: list
     progress = _Progress(len(to_judge), config.progress_every_s, emit)
     created = not config.out_dir.exists()
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    journal_path = config.out_dir / JOURNAL_FILE
+    journal_path = score_shards.journal_path(config.out_dir, JOURNAL_FILE, config.resolved_shard)
     try:
         with JournalWriter(journal_path) as journal:
             def on_result(item: ScoringItem, judgement: ItemJudgement) -> None:

@@ -96,9 +96,11 @@ def test_predict_profile_template_and_seed_are_options_and_recorded(tmp_path, ca
     assert "temperature" in capsys.readouterr().err
 
 
-def test_too_long_questions_are_failed_items_in_the_summary_not_a_crash(tmp_path, capsys):
+@pytest.mark.parametrize("batch_size", ["1", "3"])
+def test_too_long_questions_are_failed_items_in_the_summary_not_a_crash(tmp_path, capsys, batch_size):
     """One question over --max-question-chars, one whose prompt does not fit the model's context (here 512
-    tokens): both are listed as failures naming both numbers; the other items are answered."""
+    tokens): both are listed as failures naming both numbers; the other items are answered (one at a time
+    and batched alike)."""
     bench = tmp_path / "bench"
     bench.mkdir()
     questions = {"S1-1": "What is the grade?", "S1-2": "Describe the grade. " * 300,       # 5,999 characters
@@ -114,7 +116,7 @@ def test_too_long_questions_are_failed_items_in_the_summary_not_a_crash(tmp_path
                           dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
     out = tmp_path / "preds.jsonl"
     assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
-                 "--out", str(out), "--max-new-tokens", "3", "--device", "cpu"]) == 0
+                 "--out", str(out), "--max-new-tokens", "3", "--device", "cpu", "--batch-size", batch_size]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_answered"] == 1 and report["n_failed"] == 2 and report["n_remaining"] == 2
     errors = {failure["question_id"]: failure["error"] for failure in report["failures"]}
