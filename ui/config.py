@@ -24,6 +24,7 @@ from modeling.conversation import INFERENCE_TEMPLATE, TEMPLATES
 from modeling.generation_settings import DEFAULT_PROFILE, OFFICIAL, PROFILES, GenerationSettings
 from ui.qa.model_manager import LOAD_4BIT_POLICIES
 from ui.qa.upload_sandbox import DEFAULT_MAX_UPLOAD_MB, new_upload_root
+from ui.viewer.settings import DEFAULT_VIEWER_JS, OSD_VERSION
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -171,6 +172,12 @@ SETTINGS: tuple[Setting, ...] = (
             "the curation review store: a SQLite file or an SQLAlchemy URL (Curation review tab)"),
     Setting("users_file", "WSI_LLAVA_USERS_FILE", "--users-file", "", _optional,
             "name/password list for signing in to the review tab when not on a Space"),
+    Setting("viewer_js", "WSI_LLAVA_VIEWER_JS", "--viewer-js", DEFAULT_VIEWER_JS, _optional,
+            f"a local openseadragon.min.js ({OSD_VERSION}) the app serves to browsers that cannot reach the CDN "
+            "(default: the copy `npm ci --prefix ui/viewer` installed, else jsDelivr pinned with an SRI hash)"),
+    Setting("slides_root", "WSI_LLAVA_SLIDES_ROOT", "--slides-root", "", _optional,
+            "folder of WSI-Bench slide files for the zoomable viewer (ROOT/<slide id>.svs, ROOT/<project>/..., "
+            "GDC download folders, DICOM folders)"),
 )
 SETTINGS_BY_FIELD = {setting.field: setting for setting in SETTINGS}
 
@@ -220,6 +227,8 @@ class AppConfig:
     judge_cache: str | None = _default("judge_cache")
     review_store: str = _default("review_store")
     users_file: str | None = _default("users_file")
+    viewer_js: str | None = _default("viewer_js")
+    slides_root: str | None = _default("slides_root")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -247,6 +256,12 @@ class AppConfig:
         for root in self.allowed_roots:
             if not root.is_dir():
                 raise AppConfigError(f"--allowed-roots / WSI_LLAVA_ALLOWED_ROOTS: {root} is not a folder.")
+        if self.viewer_js and not Path(self.viewer_js).expanduser().is_file():
+            raise AppConfigError(f"--viewer-js / WSI_LLAVA_VIEWER_JS: {self.viewer_js} is not a file; give the path "
+                                 f"of an openseadragon.min.js ({OSD_VERSION}), e.g. from `npm pack "
+                                 f"openseadragon@{OSD_VERSION}`.")
+        if self.slides_root and not Path(self.slides_root).expanduser().is_dir():
+            raise AppConfigError(f"--slides-root / WSI_LLAVA_SLIDES_ROOT: {self.slides_root} is not a folder.")
 
     def generation_settings(self, temperature: float | None = None, max_new_tokens: int | None = None,
                             conversation_template: str | None = None) -> GenerationSettings:
