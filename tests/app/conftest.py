@@ -25,6 +25,10 @@ from tests.app.browser import AppPage, chromium_path, launch_chromium, serve_blo
 
 os.environ.setdefault("WSI_LLAVA_NLTK_DATA", os.path.join(tempfile.mkdtemp(prefix="wsi-llava-nltk-"), "nltk_data"))
 os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "1"          # a closed tab ends its session within ~1 s
+# Gradio's upload cache, per test process: uploads live at <cache>/<content hash>/<name>, and an app deletes
+# the files it cached when its server closes, so two xdist workers uploading the same synthetic slide into
+# one shared /tmp/gradio would delete each other's uploads.
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="wsi-llava-gradio-")
 
 
 # -- browser ---------------------------------------------------------------------------------------------

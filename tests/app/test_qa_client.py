@@ -183,8 +183,9 @@ def test_type_and_size_limits(qa_app, tmp_path):
 
 def test_only_slides_under_the_allowed_roots_are_opened(qa_app, qa_data):
     client = new_client(qa_app)
-    thumbnail, info, *_ = client.predict(str(qa_data.server_slides / "on-server.svs"), 0, api_name="/pick_server_slide")
-    assert "**on-server.svs** (server)" in info and thumbnail
+    thumbnail, info, *_, viewer = client.predict(str(qa_data.server_slides / "on-server.svs"), 0,
+                                                 api_name="/pick_server_slide")
+    assert "**on-server.svs** (server)" in info and thumbnail and '"name":"on-server.svs"' in viewer   # zoomable
     link = qa_data.server_slides / "link-out.svs"
     if not link.exists():
         link.symlink_to(qa_data.outside / "secret.svs")

@@ -206,8 +206,6 @@ def pick_example(services: QaServices, view: QaView, slide_id, request: gr.Reque
 def example_flow(services: QaServices, view: QaView, session: SlideQaSession, chosen, progress):
     from modeling.model_inputs import slide_model_inputs
 
-    from modeling.evidence import RELEASED_TOKENS_MESSAGE
-
     with session.lock:
         session.clear_slide()
         yield cleared(view, session, None, f"Loading the released features of **{chosen.slide_id}** …",
@@ -217,7 +215,7 @@ def example_flow(services: QaServices, view: QaView, session: SlideQaSession, ch
         inputs = slide_model_inputs(services.catalog.features_file(chosen), loaded=None)   # .pt / .h5 as they are
         session.set_inputs(chosen.slide_id, "WSI-Bench example", inputs, chosen,
                            [Step("released features", time.monotonic() - started, chosen.features_ref)])
-        shown = slide_viewer.show_example(services, session, chosen, RELEASED_TOKENS_MESSAGE)
+        shown = slide_viewer.show_example(services, session, chosen)
         yield cleared(view, session, None, "Released features loaded.", viewer=shown)
         loaded = services.ready_model(session)
         if loaded is not None:

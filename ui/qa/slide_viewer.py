@@ -19,7 +19,14 @@ from modeling.slide.errors import SlideError
 from ui.qa.services import QaServices
 from ui.qa.sessions import SlideQaSession
 from ui.viewer.component import viewer_value
-from ui.viewer.overlays import Overlays, OverlayError, heatmap_overlay, overlays_from_tiling, public_message
+from ui.viewer.overlays import (
+    Overlays,
+    OverlayError,
+    grid_overlay,
+    heatmap_overlay,
+    overlays_from_tiling,
+    public_message,
+)
 
 SLOT = "qa"
 NO_VIEWER = "The zoomable viewer is off in this app: the overview above shows the slide."
@@ -59,20 +66,36 @@ def show_tiled(services: QaServices, session: SlideQaSession, tiled) -> str:
                    overlays=overlays, overview=tiled.overview)
 
 
-def show_example(services: QaServices, session: SlideQaSession, example, heatmap_note: str) -> str:
+def example_overlays(services: QaServices, inputs) -> Overlays:
+    """An example's overlays: tissue found on the slide when first shown; the kept tiles of a features h5 (none
+    for released slide tokens); why no heatmap can be drawn when its inputs have no tile positions."""
+    from modeling.evidence import NoHeatmapError, check_explainable
+
+    notes, grid = {}, None
+    try:
+        layout = check_explainable(inputs)
+        grid = grid_overlay(layout.coords_level0, layout.tile_size_level0_px, services.viewer.settings.max_grid_tiles)
+        notes["heatmap"] = "no answer with a heatmap yet: ask a question"
+    except NoHeatmapError as exc:
+        notes.update(grid=EXAMPLE_GRID_NOTE, heatmap=str(exc))
+    except OverlayError as exc:
+        notes.update(grid=str(exc), heatmap="no answer with a heatmap yet: ask a question")
+    return Overlays(grid=grid, tissue_lazy=True, notes=notes)
+
+
+def show_example(services: QaServices, session: SlideQaSession, example) -> str:
     """A WSI-Bench example's own slide file under --slides-root (tissue found when first shown), while the
-    model reads the released tokens; otherwise the reason there is none."""
+    model reads the released features (`session.inputs`); otherwise the reason there is none."""
     if services.viewer is None:
         return viewer_value(None, note=NO_VIEWER)
     if services.slides_root is None:
         return closed(services, session, f"No zoomable slide for {example.slide_id}: the model reads its released "
-                                         "slide tokens, and the app has no --slides-root with WSI-Bench slide files.")
+                                         "features, and the app has no --slides-root with WSI-Bench slide files.")
     path, why = services.slides_root.find(example.slide_id)
     if path is None:
         return closed(services, session, f"No zoomable slide for {example.slide_id}: {why}. The model reads its "
-                                         "released slide tokens.")
-    overlays = Overlays(tissue_lazy=True, notes={"grid": EXAMPLE_GRID_NOTE, "heatmap": heatmap_note})
-    return _opened(services, session, path, name=example.slide_id, overlays=overlays)
+                                         "released features.")
+    return _opened(services, session, path, name=example.slide_id, overlays=example_overlays(services, session.inputs))
 
 
 def with_heatmap(services: QaServices, session: SlideQaSession, cells: list[dict] | None, label: str = "",
