@@ -71,7 +71,20 @@ def build_services(config: AppConfig):
         judge = JudgeConfig("offline", embedding_model=config.judge_model)
     return QaServices(config=config, models=models, sessions=SlideSessions(sandbox, config.session_ttl_min * 60),
                       sandbox=sandbox, scorer=LiveScorer(judge), catalog=catalog, examples=examples,
-                      server_listing=server_listing)
+                      server_listing=server_listing, **viewer_services(config))
+
+
+def viewer_services(config: AppConfig) -> dict:
+    """The app's one slide-viewer registry (both tabs show slides through it; `main` attaches its routes to
+    the server) and the --slides-root index of WSI-Bench slide files."""
+    from pathlib import Path
+
+    from ui.viewer import SlidesRoot, ViewerRegistry, ViewerSettings
+
+    settings = ViewerSettings(viewer_js=Path(config.viewer_js).expanduser() if config.viewer_js else None,
+                              handle_ttl_s=config.session_ttl_min * 60)
+    return {"viewer": ViewerRegistry(settings),
+            "slides_root": SlidesRoot(config.slides_root) if config.slides_root else None}
 
 
 def start_background(services) -> None:
@@ -106,14 +119,16 @@ def tabs(config: AppConfig, services) -> list[tuple[str, Callable[[], Callable |
     results = config.results_dir if config.results_dir.is_dir() else None
     return [
         ("Slide Q&A", lambda: build_qa_tab(services)),
-        ("Curation review", lambda: build_review_tab(config.review_store, config.users_file)),
+        ("Curation review", lambda: build_review_tab(config.review_store, config.users_file, viewer=services.viewer,
+                                                     slides_root=services.slides_root)),
         ("Metrics", lambda: build_metrics_tab(results)),
     ]
 
 
 def build_app(config: AppConfig, services=None, start: bool = True):
     """The Blocks app; `services` default to `build_services(config)`. With `start`, their background work
-    starts now; `main` starts it once the server listens, so it never delays the first page."""
+    starts now; `main` starts it once the server listens, so it never delays the first page. After
+    `demo.launch(...)`, `ui.viewer.attach_viewer(demo)` adds the slide viewer's routes to the server."""
     import gradio as gr
 
     services = services or build_services(config)
@@ -132,6 +147,7 @@ def build_app(config: AppConfig, services=None, start: bool = True):
         for handler in unload_handlers:
             demo.unload(handler)
     demo.services = services
+    demo.viewer_registry = services.viewer          # attach_viewer(demo), after launch, serves its routes
     return demo
 
 

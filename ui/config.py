@@ -35,6 +35,7 @@ from ui.qa.upload_sandbox import (
     DEFAULT_QUOTA_FRACTION,
     new_upload_root,
 )
+from ui.viewer.settings import DEFAULT_VIEWER_JS, OSD_VERSION
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -206,6 +207,12 @@ SETTINGS: tuple[Setting, ...] = (
             "the curation review store: a SQLite file or an SQLAlchemy URL (Curation review tab)"),
     Setting("users_file", "WSI_LLAVA_USERS_FILE", "--users-file", "", _optional,
             "name/password list for signing in to the review tab when not on a Space"),
+    Setting("viewer_js", "WSI_LLAVA_VIEWER_JS", "--viewer-js", DEFAULT_VIEWER_JS, _optional,
+            f"a local openseadragon.min.js ({OSD_VERSION}) the app serves to browsers that cannot reach the CDN "
+            "(default: the copy `npm ci --prefix ui/viewer` installed, else jsDelivr pinned with an SRI hash)"),
+    Setting("slides_root", "WSI_LLAVA_SLIDES_ROOT", "--slides-root", "", _optional,
+            "folder of WSI-Bench slide files for the zoomable viewer (ROOT/<slide id>.svs, ROOT/<project>/..., "
+            "GDC download folders, DICOM folders)"),
 )
 SETTINGS_BY_FIELD = {setting.field: setting for setting in SETTINGS}
 
@@ -258,6 +265,8 @@ class AppConfig:
     max_question_chars: int = _default("max_question_chars")
     upload_quota_gb: float | None = _default("upload_quota_gb")    # None: from the free disk space (the sandbox's)
     max_zip_ratio: float = _default("max_zip_ratio")
+    viewer_js: str | None = _default("viewer_js")
+    slides_root: str | None = _default("slides_root")
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -285,6 +294,12 @@ class AppConfig:
         for root in self.allowed_roots:
             if not root.is_dir():
                 raise AppConfigError(f"--allowed-roots / WSI_LLAVA_ALLOWED_ROOTS: {root} is not a folder.")
+        if self.viewer_js and not Path(self.viewer_js).expanduser().is_file():
+            raise AppConfigError(f"--viewer-js / WSI_LLAVA_VIEWER_JS: {self.viewer_js} is not a file; give the path "
+                                 f"of an openseadragon.min.js ({OSD_VERSION}), e.g. from `npm pack "
+                                 f"openseadragon@{OSD_VERSION}`.")
+        if self.slides_root and not Path(self.slides_root).expanduser().is_dir():
+            raise AppConfigError(f"--slides-root / WSI_LLAVA_SLIDES_ROOT: {self.slides_root} is not a folder.")
 
     def generation_settings(self, temperature: float | None = None, max_new_tokens: int | None = None,
                             conversation_template: str | None = None) -> GenerationSettings:

@@ -42,10 +42,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_blocks(demo, **launch_kwargs):
-    """Launch `demo` on 127.0.0.1:<free port> in this process; yields its URL; closes it afterwards."""
+    """Launch `demo` on 127.0.0.1:<free port> in this process; yields its URL; closes it afterwards. An app
+    with a slide viewer (`demo.viewer_registry`, app.build_app) gets the viewer's routes, as app.main does."""
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                 **launch_kwargs)
     try:
+        if getattr(demo, "viewer_registry", None) is not None:
+            from ui.viewer import attach_viewer
+
+            attach_viewer(demo)
         yield demo.local_url.rstrip("/")
     finally:
         demo.close()

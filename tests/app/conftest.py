@@ -8,7 +8,7 @@ Browser (any tab's end-to-end test):
 - `serve(demo)`: the app on a free loopback port for the test (tests.app.browser.serve_blocks).
 
 Slide Q&A data: `qa_data` (a synthetic Aperio slide, a tiny WSI-Bench with released-style slide tokens,
-a server slide folder) and `qa_config(qa_data, *flags)` -> AppConfig read from flags only (the test
+a server slide folder, a --slides-root holding example S1's slide file but not S2's) and `qa_config(qa_data, *flags)` -> AppConfig read from flags only (the test
 process's environment cannot leak in).
 """
 
@@ -25,6 +25,10 @@ from tests.app.browser import AppPage, chromium_path, launch_chromium, serve_blo
 
 os.environ.setdefault("WSI_LLAVA_NLTK_DATA", os.path.join(tempfile.mkdtemp(prefix="wsi-llava-nltk-"), "nltk_data"))
 os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "1"          # a closed tab ends its session within ~1 s
+# Gradio's upload cache, per test process: uploads live at <cache>/<content hash>/<name>, and an app deletes
+# the files it cached when its server closes, so two xdist workers uploading the same synthetic slide into
+# one shared /tmp/gradio would delete each other's uploads.
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="wsi-llava-gradio-")
 
 
 # -- browser ---------------------------------------------------------------------------------------------
@@ -76,6 +80,7 @@ class QaData:
     features: Path             # released-style slide tokens for S1 and S2 (TCGA-XX/S1.pt, TCGA-XX/S2.pt)
     server_slides: Path        # an allowed root with one slide in it
     outside: Path              # a folder outside every root
+    slides_root: Path          # --slides-root: TCGA-XX/S1.svs (the WSI-Bench example S1's slide); none for S2
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +104,10 @@ def qa_data(tmp_path_factory) -> QaData:
     outside = root / "outside"
     outside.mkdir()
     write_aperio_slide(outside / "secret.svs", width=2048, height=2048, mpp=0.5, seed=6)
-    return QaData(slide, large, write_benchmark(root / "bench"), features, server, outside)
+    slides_root = root / "wsi-bench-slides"
+    (slides_root / "TCGA-XX").mkdir(parents=True)
+    write_aperio_slide(slides_root / "TCGA-XX" / "S1.svs", width=2048, height=2048, mpp=0.5, seed=7)
+    return QaData(slide, large, write_benchmark(root / "bench"), features, server, outside, slides_root)
 
 
 def qa_config(data: QaData, *flags: str):
@@ -108,5 +116,6 @@ def qa_config(data: QaData, *flags: str):
 
     defaults = ["--model", "wsi-llava-tiny-random", "--benchmark", str(data.benchmark), "--benchmark-split", "",
                 "--features-root", str(data.features), "--allowed-roots", str(data.server_slides),
+                "--slides-root", str(data.slides_root),
                 "--tile-workers", "0", "--max-new-tokens", "24", "--results-dir", str(data.outside / "no-results")]
     return load_config(defaults + list(flags), environ={})

@@ -90,16 +90,21 @@ def write_thumbnail(folder: str | Path, slide_id: str) -> Path:
 
 
 @contextlib.contextmanager
-def review_server(store_path: str | Path, users_file: str | Path | None, **options) -> Iterator[str]:
-    """A real Gradio server with the review tab only; yields its URL."""
+def review_server(store_path: str | Path, users_file: str | Path | None, slides_root: str | Path | None = None,
+                  **options) -> Iterator[str]:
+    """A real Gradio server with the review tab only; yields its URL. With `slides_root`, the tab shows the
+    pair's slide from there in the zoomable viewer (as app.py's --slides-root)."""
     import gradio as gr
 
     from ui.review.session import ReviewSettings
     from ui.review.tab import build_review_screen
+    from ui.viewer import SlidesRoot, ViewerRegistry
 
     settings = ReviewSettings(str(store_path), str(users_file) if users_file else None, **options)
+    viewer = ViewerRegistry() if slides_root is not None else None
     with gr.Blocks(title="review tab") as demo, gr.Tab("Curation review", elem_id="tab-curation-review"):
-        screen = build_review_screen(settings)
+        screen = build_review_screen(settings, viewer, SlidesRoot(slides_root) if slides_root else None)
+    demo.viewer_registry = viewer            # serve_blocks attaches the viewer's routes
     try:
         with serve_blocks(demo) as url:
             yield url

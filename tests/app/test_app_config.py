@@ -34,6 +34,9 @@ def test_flags_win_over_environment_variables_which_win_over_defaults(tmp_path):
     (["--judge", "openai"], {}, "--judge openai needs --judge-model"),
     (["--judge-api-key-env", "sk-abc123"], {}, "must be the NAME of an environment variable"),
     (["--allowed-roots", "/no/such/folder"], {}, "/no/such/folder is not a folder"),
+    (["--viewer-js", "/no/such/openseadragon.min.js"], {}, "--viewer-js / WSI_LLAVA_VIEWER_JS: .* is not a file"),
+    ([], {"WSI_LLAVA_SLIDES_ROOT": "/no/such/slides"}, "--slides-root / WSI_LLAVA_SLIDES_ROOT: /no/such/slides is not "
+                                                       "a folder"),
 ])
 def test_bad_values_name_the_flag_or_variable(argv, environ, message):
     with pytest.raises(AppConfigError, match=message):
@@ -53,3 +56,18 @@ def test_every_setting_has_a_flag_a_variable_and_a_row_in_the_documentation():
     assert len({s.env for s in SETTINGS}) == len({s.flag for s in SETTINGS}) == len(SETTINGS)
     for setting in SETTINGS:
         assert setting.env.startswith("WSI_LLAVA_") and f"`{setting.env}`" in table and f"`{setting.flag}`" in table
+
+
+def test_the_viewer_settings_reach_the_apps_one_viewer_registry(tmp_path):
+    from app import viewer_services
+
+    script = tmp_path / "openseadragon.min.js"
+    script.write_text("window.OpenSeadragon = function () {};")
+    assert load_config([], environ={}).viewer_js is None and load_config([], environ={}).slides_root is None
+    config = load_config(["--viewer-js", str(script), "--slides-root", str(tmp_path), "--session-ttl-min", "30"],
+                         environ={})
+    services = viewer_services(config)
+    settings = services["viewer"].settings
+    assert settings.viewer_js == script and settings.handle_ttl_s == 30 * 60
+    assert settings.script_source().kind == "flag" and services["slides_root"].root == tmp_path
+    assert viewer_services(load_config([], environ={}))["slides_root"] is None

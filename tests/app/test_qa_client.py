@@ -54,11 +54,12 @@ def colour_fraction(image: np.ndarray, channel: int, margin: int = 40) -> float:
 def test_upload_draws_tissue_and_tiles_and_gets_the_slide_ready(qa_app, qa_data):
     demo, _ = qa_app
     client = new_client(qa_app)
-    thumbnail, info, chat, bench, reference, score, turn, cleared = client.predict(
+    thumbnail, info, chat, bench, reference, score, turn, viewer, cleared = client.predict(
         handle_file(str(qa_data.slide)), 0, api_name="/upload_slide")
     assert "**breast-biopsy.svs** (uploaded) · aperio · 2048 × 2048 px" in info
     assert "22 tiles of 256 px at 0.5 um/px" in info and "random-tiny tile encoder (UNTRAINED" in info
     assert "slide encoding" in info and "**Ready:**" in info and chat == [] and cleared is None
+    assert '"name":"breast-biopsy.svs"' in viewer and '"handle":"' in viewer        # the zoomable viewer's slide
     image = np.asarray(Image.open(thumbnail).convert("RGB"))
     assert colour_fraction(image, 2) > 0.05 and colour_fraction(image, 1, margin=30) > 0.001   # tiles, contours
     kept = demo.services.sandbox.session_dir(client.session_hash) / "slide" / "breast-biopsy.svs"
@@ -182,8 +183,9 @@ def test_type_and_size_limits(qa_app, tmp_path):
 
 def test_only_slides_under_the_allowed_roots_are_opened(qa_app, qa_data):
     client = new_client(qa_app)
-    thumbnail, info, *_ = client.predict(str(qa_data.server_slides / "on-server.svs"), 0, api_name="/pick_server_slide")
-    assert "**on-server.svs** (server)" in info and thumbnail
+    thumbnail, info, *_, viewer = client.predict(str(qa_data.server_slides / "on-server.svs"), 0,
+                                                 api_name="/pick_server_slide")
+    assert "**on-server.svs** (server)" in info and thumbnail and '"name":"on-server.svs"' in viewer   # zoomable
     link = qa_data.server_slides / "link-out.svs"
     if not link.exists():
         link.symlink_to(qa_data.outside / "secret.svs")

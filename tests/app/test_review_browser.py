@@ -1,6 +1,7 @@
 """The Curation review tab end to end in a real browser (Playwright driving Debian's Chromium): sign in,
 then accept, edit, reject and undo pairs with the keyboard only, and check the store changed. The lead
 view (agreement statistics) is opened too, and Hugging Face sign-in runs through Gradio's local OAuth mock.
+The pair's slide shows in the zoomable viewer from --slides-root, else the overview and the reason.
 Screenshots go to test-artifacts/review-*.png."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 
 from curation.store.review_store import ReviewStore
 from tests.app.browser import AppPage
+from tests.app.viewer_page import canvas_stats, state, tile_responses, toggle, wait_ready
 from tests.app.review_fixtures import (
     build_store,
     password_of,
@@ -21,19 +23,27 @@ from tests.app.review_fixtures import (
 from ui.review.session import oauth_installed
 
 pytestmark = pytest.mark.browser          # the `chromium` fixture (tests/app/conftest.py) skips without Chromium
+VIEWER = "#review-viewer .wsiv-host"
 
 
 @pytest.fixture(scope="module")
 def review_app(tmp_path_factory):
+    """The review tab with thumbnails for both slides and, under its --slides-root, the first slide's file only."""
+    from tests.helpers.synthetic_slides import write_aperio_slide
+
     folder = tmp_path_factory.mktemp("review-browser")
     path = build_store(folder / "store.sqlite", annotators=("ann",))
     store = ReviewStore.open(str(path))
-    first = store.queue("ann", limit=1)[0]
+    pairs = store.queue("ann", limit=100)
     store.close()
-    write_thumbnail(folder / "thumbs", first.slide_id)
+    first, other = pairs[0], next(p for p in pairs if p.slide_id != pairs[0].slide_id)
+    for item in (first, other):
+        write_thumbnail(folder / "thumbs", item.slide_id)
+    (folder / "slides" / "TCGA-BRCA").mkdir(parents=True)
+    write_aperio_slide(folder / "slides" / "TCGA-BRCA" / f"{first.slide_id}.svs", width=4096, height=4096, mpp=0.5)
     users = write_users(folder / "users.json", ("lead", "ann"))
-    with review_server(path, users, thumbnails_dir=str(folder / "thumbs")) as url:
-        yield url, path
+    with review_server(path, users, folder / "slides", thumbnails_dir=str(folder / "thumbs")) as url:
+        yield url, path, first, other
 
 
 def signed_in(app_page, url: str, name: str) -> AppPage:
@@ -57,7 +67,7 @@ def press(page: AppPage, keys: str, expect: str) -> str:
 
 
 def test_keyboard_review_changes_the_store(review_app, app_page):
-    url, path = review_app
+    url, path, *_ = review_app
     page = signed_in(app_page, url, "ann")
     assert "Alt+A" in page.text("review-shortcuts") and "reason" in page.text("review-shortcuts")
     assert "grounds the answer" in page.text("review-report")
@@ -114,7 +124,7 @@ def test_keyboard_review_changes_the_store(review_app, app_page):
 
 
 def test_lead_view_shows_agreement(review_app, app_page):
-    url, _ = review_app
+    url, *_ = review_app
     page = signed_in(app_page, url, "lead")
     page.wait_for_text("review-stats", "percent agreement")              # filled at sign-in, no click needed
     assert page.element("review-blind").locator("input").is_checked()     # the store's blind mode, as it is
@@ -122,6 +132,31 @@ def test_lead_view_shows_agreement(review_app, app_page):
     page.wait_for_text("review-stats", "percent agreement")
     page.element("review-lead").scroll_into_view_if_needed()
     page.screenshot("review-lead-view")
+
+
+def test_the_pairs_slide_is_zoomable_from_the_slides_root_else_the_overview_and_why(review_app, app_page):
+    url, _, first, other = review_app
+    page = signed_in(app_page, url, "lead")
+    tiles = tile_responses(page.page)
+    page.element("review-go-to").locator("input").fill(str(first.pair_id))
+    page.click("review-open")
+    page.wait_for_text("review-header", f"Pair {first.pair_id} ")
+    wait_ready(page.page, VIEWER)
+    assert state(page.page, VIEWER) == "ready" and page.page.eval_on_selector(VIEWER, "h => h.wsiv.config.name") == \
+        first.slide_id
+    assert canvas_stats(page.page, "slide", VIEWER)["colours"] > 3 and tiles and {s for s, _ in tiles} == {200}
+    assert toggle(page.page, "tissue", True, VIEWER)["opaque"] > 500          # contours found on the slide
+    assert page.page.locator(f"{VIEWER} input[data-overlay=grid]").is_disabled()
+    page.element("review-viewer").scroll_into_view_if_needed()
+    page.screenshot("review-viewer")
+
+    page.element("review-go-to").locator("input").fill(str(other.pair_id))
+    page.click("review-open")
+    page.wait_for_text("review-header", f"Pair {other.pair_id} ")
+    note = page.wait_for_text("review-viewer", "is not zoomable here")
+    assert f"no file for slide {other.slide_id} under --slides-root" in note and "showing its overview" in note
+    assert page.element("review-thumbnail").locator("img").count() == 1          # the overview, beside the reason
+    page.screenshot("review-viewer-overview-only")
 
 
 def mocked_hub_login(username: str) -> dict:

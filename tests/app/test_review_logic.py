@@ -250,6 +250,7 @@ def _view(state: PairState):
     class View:
         pair_id, version, question, options, answer, can_undo = (state.pair_id, state.version + 1, state.question,
                                                                   state.options, state.answer, False)
+        slide_id = state.slide_id
     return View()
 
 

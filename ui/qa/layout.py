@@ -2,8 +2,8 @@
 returns them as one `QaView`, which the handlers key their `{component: value}` results by.
 
 Sections: the model banner, the slide sources (upload, DICOM folder, microns per pixel, WSI-Bench example,
-server slide), the overview, the conversation, the generation settings and the WSI-Bench reference and
-score. Element ids are part of the page's contract (browser tests, keyboard users): keep them.
+server slide), the overview, the zoomable slide viewer (ui.viewer), the conversation with the answer's
+evidence heatmap (status line and files), the generation settings and the WSI-Bench reference and score. Element ids are part of the page's contract (browser tests, keyboard users): keep them.
 
 Generation settings live in `GenerationControls` (one place): a new setting is a field there, a control
 in `_build_generation_section`, and a parameter of `ui.qa.chat_handlers.ask` (which passes it to
@@ -19,6 +19,7 @@ import gradio as gr
 from ui.qa.services import QaServices
 from ui.qa.upload_sandbox import UPLOAD_SUFFIXES, human_size
 from ui.qa.views import banner_markdown, example_choices, examples_markdown
+from ui.viewer.component import viewer_component
 
 
 @dataclass
@@ -46,10 +47,13 @@ class QaView:
     server_slide: gr.Dropdown
     thumbnail: gr.Image
     slide_info: gr.Markdown
+    viewer: gr.HTML                     # the deep-zoom viewer (its value: ui.qa.slide_viewer)
     chatbot: gr.Chatbot
     question: gr.Textbox
     ask_button: gr.Button
     turn_status: gr.Markdown
+    heatmap_status: gr.Markdown         # the latest answer's evidence heatmap: progress, result, or why none
+    heatmap_files: gr.File              # its GeoJSON (QuPath) and PNG
     new_chat: gr.Button
     generation: GenerationControls
     bench_question: gr.Dropdown
@@ -60,7 +64,11 @@ class QaView:
     def slide_outputs(self) -> list:
         """What loading a slide changes (an upload's handler clears its file box too)."""
         return [self.thumbnail, self.slide_info, self.chatbot, self.bench_question, self.reference, self.score,
-                self.turn_status]
+                self.turn_status, self.viewer]
+
+    def heatmap_outputs(self) -> list:
+        """What drawing an answer's evidence heatmap changes."""
+        return [self.viewer, self.thumbnail, self.heatmap_status, self.heatmap_files]
 
     def status_outputs(self) -> list:
         """What the status refresh (timer and page load) changes."""
@@ -76,6 +84,8 @@ def build_qa_layout(services: QaServices) -> QaView:
             parts.update(_build_sources_section(services))
         with gr.Column(scale=1):
             parts.update(_build_overview_section())
+    with gr.Accordion("Zoomable slide (full resolution)", open=True, elem_id="qa-viewer-section"):
+        parts["viewer"] = viewer_component(elem_id="qa-viewer")     # never a slide at build time: see ui.viewer
     with gr.Row():
         with gr.Column(scale=3):
             parts.update(_build_conversation_section(services))
@@ -125,12 +135,16 @@ def _build_conversation_section(services: QaServices) -> dict:
                               scale=4, lines=2, elem_id="qa-question")
         ask_button = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-ask")
     turn_status = gr.Markdown("No question yet.", elem_id="qa-turn-status")
+    heatmap_status = gr.Markdown("", elem_id="qa-heatmap-status")
+    heatmap_files = gr.File(label="Evidence heatmap of the latest answer: GeoJSON (QuPath: File > Import objects) "
+                                  "and PNG", file_count="multiple", interactive=False, visible=False,
+                            elem_id="qa-heatmap-files")
     with gr.Row():
         new_chat = gr.Button("New conversation (same slide)", size="sm", elem_id="qa-new-conversation")
     with gr.Accordion("Generation settings", open=False):
         generation = _build_generation_section(services)
     return dict(chatbot=chatbot, question=question, ask_button=ask_button, turn_status=turn_status,
-                new_chat=new_chat, generation=generation)
+                heatmap_status=heatmap_status, heatmap_files=heatmap_files, new_chat=new_chat, generation=generation)
 
 
 def _build_generation_section(services: QaServices) -> GenerationControls:

@@ -1,6 +1,10 @@
 """The services the Slide Q&A tab works with (app.py builds them): the model manager, per-session slide
 state, the upload sandbox, live scoring, WSI-Bench examples and the server's slide listing.
 No Gradio here; `ui.qa.layout` draws, `ui.qa.tab` wires, the handlers use these.
+
+The slide viewer's registry (`viewer`, ui.viewer) is the app's one registry: the Curation review tab shows
+its slides through it too, and app.py attaches its routes to the server. `slides_root` finds WSI-Bench
+slides' own files (--slides-root) for the viewer.
 """
 
 from dataclasses import dataclass
@@ -14,6 +18,8 @@ from ui.qa.slide_steps import PipelineSettings
 from ui.qa.sessions import SlideQaSession, SlideSessions
 from ui.qa.upload_sandbox import UploadSandbox
 from ui.config import AppConfig
+from ui.viewer.handles import ViewerRegistry
+from ui.viewer.slides_root import SlidesRoot
 
 
 @dataclass
@@ -26,6 +32,8 @@ class QaServices:
     catalog: ExampleCatalog | None = None
     examples: BackgroundTask | None = None        # catalog.load running in the background
     server_listing: BackgroundTask | None = None  # list_server_slides(allowed roots) running in the background
+    viewer: ViewerRegistry | None = None          # the deep-zoom viewer's handles (None: overview only)
+    slides_root: SlidesRoot | None = None         # --slides-root: WSI-Bench slide files for the viewer
 
     def pipeline(self, mpp_override: float | None = None) -> PipelineSettings:
         return PipelineSettings(tile_batch_size=self.config.tile_batch_size, tile_workers=self.config.tile_workers,

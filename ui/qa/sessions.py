@@ -18,6 +18,7 @@ Idle sessions (browser gone without an unload, API clients) are ended by `sweep(
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,14 @@ class SlideQaSession:
     steps: list[Step] = field(default_factory=list)
     prefix_encodings: int = 0            # how often the slide prefix was computed (once per slide and model)
     turns: int = 0
+    answers_total: int = 0               # answers ever given in this session (never reset): names an answer
+    last_template: str | None = None     # the prompt template of the latest answer (its heatmap scores under it)
+    viewer_handle: str | None = None     # the slide's handle in the viewer registry (ui.viewer), if shown there
+    evidence: object | None = None       # TileEvidence of answer number `evidence_answer`
+    evidence_answer: int = 0
+    evidence_files: list[str] = field(default_factory=list)   # its GeoJSON and PNG, in `evidence_dir`
+    evidence_dir: str | None = None      # a temp folder of this session's heatmap files
+    evidence_stop_upto: int = 0          # answers up to this number get no heatmap (a newer question or slide came)
     last_used: float = field(default_factory=time.monotonic)
 
     def touch(self) -> None:
@@ -63,6 +72,19 @@ class SlideQaSession:
         self.chat = self.chat_model = self.example = self.bench_item = self.bench_score = None
         self.mpp_from_field, self.overview_redrawn = None, False
         self.steps, self.prefix_encodings, self.turns = [], 0, 0
+        self.drop_evidence()
+
+    def drop_evidence(self) -> None:
+        """Forget the heatmap shown and delete its files (Gradio keeps its own copies of files it served)."""
+        self.evidence, self.evidence_answer, self.evidence_files = None, 0, []
+        if self.evidence_dir is not None:
+            shutil.rmtree(self.evidence_dir, ignore_errors=True)
+            self.evidence_dir = None
+
+    def stop_evidence(self) -> None:
+        """No heatmap for the answers given so far: a running attribution stops at its next model pass, a
+        queued one does not start (a new question, slide or conversation makes them stale)."""
+        self.evidence_stop_upto = self.answers_total
 
     def set_tiled(self, name: str, source: str, tiled: TiledSlide) -> None:
         self.clear_slide()
@@ -86,6 +108,7 @@ class SlideQaSession:
         if self.chat is not None:
             self.chat.history.clear()
         self.bench_score = None
+        self.drop_evidence()
 
     def stream(self, question: str, settings, generate=None) -> Iterator[str]:
         """The answer's pieces as they are generated (the chat must exist: see `ensure_chat`).
@@ -104,6 +127,8 @@ class SlideQaSession:
 
             chat.history.append((question, finish_answer(settings or chat.settings, "".join(pieces))))
         self.turns += 1
+        self.answers_total += 1
+        self.last_template = chat.template_name(settings)
 
 
 def stream_pieces(chat, question: str, settings) -> Iterator[str]:

@@ -18,6 +18,7 @@ import gradio as gr
 from modeling.errors import ModelError
 from modeling.slide.errors import MppError, SlideError
 from ui.errors import redact, reports_errors, user_error
+from ui.qa import slide_viewer
 from ui.qa.background import DONE
 from ui.qa.layout import QaView
 from ui.qa.services import QaServices
@@ -30,6 +31,7 @@ from ui.qa.sessions import (
 from ui.qa.slide_steps import Step, extract_inputs, tile_for_model
 from ui.qa.upload_sandbox import confine
 from ui.qa.views import app_mpp_message, examples_markdown, ready_note, slide_markdown
+from ui.viewer.component import viewer_value
 from ui.zerogpu import gpu
 from wsi_bench.tasks import resolve_task
 
@@ -51,11 +53,15 @@ def session_of(services: QaServices, request: gr.Request) -> SlideQaSession:
     return services.sessions.get(request.session_hash)
 
 
-def cleared(view: QaView, session: SlideQaSession, image, note: str, bench=None) -> dict:
-    """The slide panel with `note`, an empty conversation and no WSI-Bench question (unless `bench`)."""
-    return {view.thumbnail: image, view.slide_info: slide_markdown(session, note), view.chatbot: [],
-            view.bench_question: bench if bench is not None else gr.update(**NO_BENCH), view.reference: "",
-            view.score: "", view.turn_status: "No question yet."}
+def cleared(view: QaView, session: SlideQaSession, image, note: str, bench=None, viewer: str | None = None) -> dict:
+    """The slide panel with `note`, an empty conversation and no WSI-Bench question (unless `bench`); the
+    viewer's new value when given (`ui.qa.slide_viewer`), else it stays as it is."""
+    out = {view.thumbnail: image, view.slide_info: slide_markdown(session, note), view.chatbot: [],
+           view.bench_question: bench if bench is not None else gr.update(**NO_BENCH), view.reference: "",
+           view.score: "", view.turn_status: "No question yet."}
+    if viewer is not None:
+        out[view.viewer] = viewer
+    return out
 
 
 def failure_noted(view: QaView, flow, name: str, public=lambda text: text):
@@ -66,7 +72,8 @@ def failure_noted(view: QaView, flow, name: str, public=lambda text: text):
         reason = html.escape(public(redact(str(exc))), quote=False)
         yield {view.thumbnail: None, view.slide_info: f"**Could not load {name}:** {reason}", view.chatbot: [],
                view.bench_question: gr.update(**NO_BENCH), view.reference: "", view.score: "",
-               view.turn_status: "No question yet."}
+               view.turn_status: "No question yet.",
+               view.viewer: viewer_value(None, note=f"Could not load {name}: see the slide panel above.")}
         raise
 
 
@@ -87,7 +94,8 @@ def slide_file_flow(services: QaServices, view: QaView, session: SlideQaSession,
     session remembers the slide, and entering a value loads it again: `retry_with_mpp`)."""
     with session.lock:
         session.clear_slide()
-        yield cleared(view, session, None, f"Opening **{name}** …")
+        yield cleared(view, session, None, f"Opening **{name}** …",
+                      viewer=slide_viewer.closed(services, session, f"Opening {name} …"))
         loaded = services.ready_model(session)
         model_config = loaded.model.config if loaded else None
         first = scaled_progress(progress, 0, .2)
@@ -102,14 +110,16 @@ def slide_file_flow(services: QaServices, view: QaView, session: SlideQaSession,
         session.set_tiled(name, source, tiled)
         if tiled.mpp_override is not None:        # another value typed later loads it again
             session.mpp_from_field = (path, name, source)
+        shown = slide_viewer.show_tiled(services, session, tiled)
         if loaded is None:
             yield cleared(view, session, tiled.overview, "Tiled. The model is not ready (see above): tile features "
-                                                         "and the slide encoding run when the first question is asked.")
+                                                         "and the slide encoding run when the first question is asked.",
+                          viewer=shown)
             return
-        yield cleared(view, session, tiled.overview, "Extracting tile features …")
+        yield cleared(view, session, tiled.overview, "Extracting tile features …", viewer=shown)
         ensure_chat(session, loaded, settings, scaled_progress(progress, .2, 1.0), extract_on_gpu, encode_on_gpu,
                     generation=services.config.generation_settings())
-        yield cleared(view, session, tiled.overview, ready_note(session))
+        yield cleared(view, session, tiled.overview, ready_note(session), viewer=shown)
 
 
 def uploaded_flow(services: QaServices, view: QaView, file_box, session: SlideQaSession, accept, shown_name: str,
@@ -198,19 +208,22 @@ def example_flow(services: QaServices, view: QaView, session: SlideQaSession, ch
 
     with session.lock:
         session.clear_slide()
-        yield cleared(view, session, None, f"Loading the released features of **{chosen.slide_id}** …")
+        yield cleared(view, session, None, f"Loading the released features of **{chosen.slide_id}** …",
+                      viewer=slide_viewer.closed(services, session, f"Loading {chosen.slide_id} …"))
         started = time.monotonic()
         progress(0.1, desc="fetching the released slide tokens")
         inputs = slide_model_inputs(services.catalog.features_file(chosen), loaded=None)   # .pt / .h5 as they are
         session.set_inputs(chosen.slide_id, "WSI-Bench example", inputs, chosen,
                            [Step("released features", time.monotonic() - started, chosen.features_ref)])
+        shown = slide_viewer.show_example(services, session, chosen)
+        yield cleared(view, session, None, "Released features loaded.", viewer=shown)
         loaded = services.ready_model(session)
         if loaded is not None:
             ensure_chat(session, loaded, services.pipeline(), scaled_progress(progress, .3, 1.0), extract_on_gpu,
                         encode_on_gpu, generation=services.config.generation_settings())
         bench = gr.update(choices=[(chosen.question_label(i), i) for i in range(len(chosen.items))], value=None,
                           visible=True)
-        yield cleared(view, session, None, ready_note(session), bench)
+        yield cleared(view, session, None, ready_note(session), bench, viewer=shown)
 
 
 @reports_errors

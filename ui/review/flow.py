@@ -45,10 +45,12 @@ class PairState:
     options: dict | None
     answer: str
     can_undo: bool
+    slide_id: str = ""            # the pair's slide (the review tab's viewer shows it)
 
     @classmethod
     def of(cls, view: PairView) -> PairState:
-        return cls(view.pair_id, view.version, view.question, view.options, view.answer, view.can_undo)
+        return cls(view.pair_id, view.version, view.question, view.options, view.answer, view.can_undo,
+                   view.slide_id)
 
 
 @dataclass

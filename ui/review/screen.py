@@ -136,14 +136,19 @@ class ReviewScreen:
     undo: gr.Button
     checks: gr.Dataframe
     provenance: gr.JSON
+    slide_viewer: gr.HTML                     # the pair's slide, zoomable (ui.review.slide_view); None: no viewer
+    slide_shown: gr.State                     # (slide id, viewer handle) the viewer shows, or None
     # set by build_lead_panel: its components, and the event (fn, inputs, outputs ...) filling the lead view
     # after a sign-in
     lead: LeadPanel
     lead_view_on_sign_in: dict
 
-    def __init__(self, settings: ReviewSettings, handle: StoreHandle) -> None:
+    def __init__(self, settings: ReviewSettings, handle: StoreHandle, viewer=None, slides_root=None) -> None:
         self.settings = settings
         self.handle = handle
+        self.viewer = viewer                  # the app's ui.viewer.ViewerRegistry (None: no zoomable slide)
+        self.slides_root = slides_root        # ui.viewer.SlidesRoot of --slides-root (None: not given)
+        self.slide_viewer = self.slide_shown = None
 
     @property
     def store(self):

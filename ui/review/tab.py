@@ -21,27 +21,30 @@ import gradio as gr
 from curation.pair_checks import CHECK_NAMES
 from curation.store.status import REJECT_REASONS, STATUSES
 from ui.events import bind
-from ui.review import handlers
+from ui.review import handlers, slide_view
 from ui.review.lead import build_lead_panel
 from ui.review.render import GROUNDING, INFERRED, PROGRESS_HEADERS, QUEUE_HEADERS
 from ui.review.screen import STORE_EVENTS, ReviewScreen, on_message
 from ui.review.session import ReviewSettings, StoreHandle
 from ui.review.shortcuts import REASON_ID, ROOT_ID, handler_js, help_markdown
+from ui.viewer.component import viewer_component
 from wsi_bench.tasks import TASKS
 
 YELLOW, VIOLET = "#fde68a", "#ddd6fe"
 
 
 def build_review_tab(store_url: str, users_file: str | None, thumbnails_dir: str | None = None,
-                     export_dir: str | None = None, sign_in: str = "auto") -> None:
-    """Lay out and wire the tab; the store is opened on first use, so start-up never waits on it.
-    Returns None: the tab has no per-session clean-up (app.py passes a returned handler to demo.unload)."""
-    build_review_screen(ReviewSettings(store_url, users_file, thumbnails_dir, export_dir, sign_in))
+                     export_dir: str | None = None, sign_in: str = "auto", viewer=None, slides_root=None) -> None:
+    """Lay out and wire the tab; the store is opened on first use, so start-up never waits on it. `viewer`
+    (the app's ui.viewer.ViewerRegistry) shows the pair's slide from `slides_root` (ui.viewer.SlidesRoot).
+    Returns None: the Q&A tab's unload handler releases the session's viewer handles (app.py)."""
+    build_review_screen(ReviewSettings(store_url, users_file, thumbnails_dir, export_dir, sign_in), viewer,
+                        slides_root)
 
 
-def build_review_screen(settings: ReviewSettings) -> ReviewScreen:
+def build_review_screen(settings: ReviewSettings, viewer=None, slides_root=None) -> ReviewScreen:
     """`build_review_tab` returning its screen (tests close `screen.handle` afterwards)."""
-    screen = ReviewScreen(settings, StoreHandle(settings.store_url))
+    screen = ReviewScreen(settings, StoreHandle(settings.store_url), viewer, slides_root)
     with gr.Column(elem_id=ROOT_ID):
         gr.HTML("", js_on_load=handler_js(), elem_id="review-keys")
         _layout(screen)
@@ -49,6 +52,10 @@ def build_review_screen(settings: ReviewSettings) -> ReviewScreen:
     load = _wire_sign_in(screen)
     _wire_queue(screen, load)
     _wire_verdicts(screen)
+    if screen.viewer is not None:           # the viewer follows the pair on screen, whoever changed it
+        screen.pair_state.change(bind(slide_view.show_pair_slide, screen), [screen.pair_state, screen.slide_shown],
+                                 [screen.slide_viewer, screen.slide_shown], api_visibility="private",
+                                 show_progress="hidden", concurrency_limit=None)
     return screen
 
 
@@ -112,6 +119,9 @@ def _build_pair_column(s: ReviewScreen) -> None:
             _build_report_section(s)
         with gr.Column(scale=2):
             _build_editor_section(s)
+    if s.viewer is not None:
+        with gr.Accordion("The pair's slide (zoomable, from --slides-root)", open=True, elem_id="review-slide"):
+            s.slide_viewer, s.slide_shown = viewer_component(elem_id="review-viewer"), gr.State(None)
     with gr.Accordion("Checks and provenance", open=False):
         s.checks = gr.Dataframe(headers=["check", "status", "detail"], interactive=False, wrap=True)
         s.provenance = gr.JSON(label="Provenance")

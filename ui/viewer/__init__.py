@@ -29,24 +29,43 @@ formats), `cache` (LRU of encoded tiles), `handles` (the per-session registry), 
 
 from __future__ import annotations
 
-from ui.viewer.component import viewer_component, viewer_value
-from ui.viewer.handles import ViewerHandle, ViewerRegistry
-from ui.viewer.overlays import Overlays, grid_overlay, heatmap_overlay, overlays_from_tiling, tissue_overlay
-from ui.viewer.routes import register_viewer_routes
-from ui.viewer.settings import ViewerSettings
+import importlib
 
-__all__ = ["Overlays", "ViewerHandle", "ViewerRegistry", "ViewerSettings", "attach_viewer", "grid_overlay",
-           "heatmap_overlay", "overlays_from_tiling", "register_viewer_routes", "tissue_overlay",
-           "viewer_component", "viewer_value"]
+# Names resolved on first use (PEP 562), so `ui.config` can read the viewer's defaults (`ui.viewer.settings`)
+# without importing the server side (starlette, OpenSlide) at start-up: `python app.py --help` stays fast.
+_EXPORTS = {
+    "viewer_component": "component", "viewer_value": "component",
+    "ViewerHandle": "handles", "ViewerRegistry": "handles",
+    "Overlays": "overlays", "grid_overlay": "overlays", "heatmap_overlay": "overlays",
+    "overlays_from_tiling": "overlays", "tissue_overlay": "overlays",
+    "register_viewer_routes": "routes", "ViewerSettings": "settings", "SlidesRoot": "slides_root",
+}
+
+__all__ = sorted([*_EXPORTS, "attach_viewer"])
 
 
-def attach_viewer(demo, registry: ViewerRegistry | None = None) -> ViewerRegistry:
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ui.viewer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ui.viewer.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def attach_viewer(demo, registry=None):
     """Register the viewer's routes on a launched Blocks app (`demo.app`); returns the registry used
     (`registry`, else `demo.viewer_registry`, else a new one with default settings), kept as
-    `demo.viewer_registry`."""
+    `demo.viewer_registry`. Attaching the same registry to the same server twice does nothing."""
+    from ui.viewer.handles import ViewerRegistry
+    from ui.viewer.routes import register_viewer_routes
+
     registry = registry or getattr(demo, "viewer_registry", None) or ViewerRegistry()
-    if getattr(demo, "app", None) is None:
+    app = getattr(demo, "app", None)
+    if app is None:
         raise RuntimeError("attach_viewer: launch the app first (demo.launch(prevent_thread_lock=True))")
-    register_viewer_routes(demo.app, registry)
+    if getattr(app, "viewer_registry", None) is not registry:
+        register_viewer_routes(app, registry)
+        app.viewer_registry = registry
     demo.viewer_registry = registry
     return registry

@@ -118,9 +118,11 @@ class ViewerRegistry:
             session.handles[handle] = None
             return self._describe(entry, session)
 
-    def set_overlays(self, session_id: str, handle: str, **overlays) -> ViewerHandle:
-        """Replace some overlays (tissue=, grid=, heatmap=: the dicts of ui.viewer.overlays, None to clear)."""
-        unknown = set(overlays) - set(OVERLAY_KINDS)
+    def set_overlays(self, session_id: str, handle: str, notes: dict[str, str] | None = None,
+                     **overlays) -> ViewerHandle:
+        """Replace some overlays (tissue=, grid=, heatmap=: the dicts of ui.viewer.overlays, None to clear);
+        `notes` (kind -> text) say why a cleared overlay is not available (shown on its toggle)."""
+        unknown = (set(overlays) | set(notes or {})) - set(OVERLAY_KINDS)
         if unknown:
             raise ValueError(f"unknown overlay(s) {sorted(unknown)}; the viewer draws {OVERLAY_KINDS}")
         with self._lock:
@@ -130,6 +132,7 @@ class ViewerRegistry:
             for kind, value in overlays.items():
                 setattr(entry.overlays, kind, value)
                 entry.overlays.notes.pop(kind, None)
+            entry.overlays.notes.update(notes or {})
             entry.version += 1
             return self._describe(entry, self._sessions[session_id])
 

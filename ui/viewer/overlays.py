@@ -7,7 +7,8 @@
 Wire format (the JSON each overlay route answers; `available` false with a `note` saying why otherwise):
 - tissue: a GeoJSON FeatureCollection of polygons (`modeling.slide.tissue.TissueMask.to_geojson`);
 - grid: {"patch_size_level0": P, "coords_level0": [x0, y0, x1, y1, ...]} (top-left corners);
-- heatmap: {"cells": [[x, y, w, h, value], ...], "min": v, "max": v, "label": "..."}.
+- heatmap: {"cells": [[x, y, w, h, value], ...], "min": v, "max": v, "label": "..."}, and "scale": "diverging"
+  for signed values (drawn around 0: blue below, red above, 0 transparent; min = -max = the largest |value|).
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def grid_overlay(coords_level0, patch_size_level0: int, max_tiles: int = 500_000
     return {"patch_size_level0": int(patch_size_level0), "coords_level0": coords.ravel().tolist()}
 
 
-def heatmap_overlay(cells: Iterable[Mapping], label: str = "", max_cells: int = 500_000) -> dict:
-    """Per-tile values: each cell {x, y, w, h (level-0 px), value}; values need not be normalised."""
+def heatmap_overlay(cells: Iterable[Mapping], label: str = "", max_cells: int = 500_000,
+                    diverging: bool = False) -> dict:
+    """Per-tile values: each cell {x, y, w, h (level-0 px), value}; values need not be normalised.
+    `diverging`: signed values, coloured by sign and scaled by the largest magnitude (evidence for / against)."""
     rows = []
     for index, cell in enumerate(cells):
         if index >= max_cells:
@@ -80,6 +83,9 @@ def heatmap_overlay(cells: Iterable[Mapping], label: str = "", max_cells: int = 
             raise OverlayError(f"heatmap overlay: cell {index} has a non-finite value or a size <= 0")
         rows.append([round(x, 1), round(y, 1), round(w, 1), round(h, 1), value])
     values = [row[4] for row in rows]
+    if diverging:
+        peak = max((abs(v) for v in values), default=0.0) or 1.0
+        return {"cells": rows, "min": -peak, "max": peak, "label": label, "scale": "diverging"}
     return {"cells": rows, "min": min(values, default=0.0), "max": max(values, default=0.0), "label": label}
 
 

@@ -15,8 +15,9 @@ pyramid level within 1% of a Deep Zoom downsample serves it, and tiles are shrun
 Bounds: a level or (column, row) outside the generator's grid raises `TileOutOfRange` (the route answers
 404). A tile that cannot be read (a corrupt or missing tile in the file) comes back as a grey "unreadable"
 tile with status "unreadable" and is remembered, so the viewer shows every readable tile and a message for
-the rest. OpenSlide handles are unusable after any error, so the handle is reopened (a new "generation");
-reads that failed only because another thread broke the handle they shared are retried on the new one.
+the rest. OpenSlide handles are unusable after any error, so the shared handle is reopened (a new
+"generation"), and a read that failed is tried once more on a handle of its own: a tile counts as
+unreadable only when it fails there too, never because another thread's read broke the handle they shared.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from ui.viewer.settings import ViewerSettings
 log = logging.getLogger("wsi_llava.viewer")
 
 UNREADABLE_RGB = (190, 190, 190)
-READ_ATTEMPTS = 3                 # a read on a handle another thread broke is retried on a fresh one
 MAX_BAD_TILES_KEPT = 100_000      # remembered unreadable tiles per slide (then: all further failures count only)
 
 
@@ -221,15 +221,28 @@ class TileSource:
         return generation
 
     def _read(self, generation: _Generation, level: int, col: int, row: int) -> Image.Image | None:
-        for _ in range(READ_ATTEMPTS):
-            try:
-                return generation.dz.get_tile(level, (col, row))
-            except Exception as exc:  # noqa: BLE001 - OpenSlideError, ctypes, PIL decode errors: the tile is unreadable
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                generation = self._retire(generation)
-                if generation is None:
-                    return None
-        return None
+        try:
+            return generation.dz.get_tile(level, (col, row))
+        except Exception as exc:  # noqa: BLE001 - OpenSlideError, ctypes, PIL decode errors: the tile is unreadable
+            self._last_error = f"{type(exc).__name__}: {exc}"
+        if self._retire(generation) is None:           # the file cannot be reopened, or it was released
+            return None
+        return self._read_alone(level, col, row)
+
+    def _read_alone(self, level: int, col: int, row: int) -> Image.Image | None:
+        """The tile read on a handle of its own: a failure there is the tile's, not another read's."""
+        try:
+            private = self._open_generation()
+        except SlideError as exc:
+            self._last_error = str(exc)
+            return None
+        try:
+            return private.dz.get_tile(level, (col, row))
+        except Exception as exc:  # noqa: BLE001 - as in _read
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            return None
+        finally:
+            private.osr.close()
 
     def _note_failure(self, address: tuple[int, int, int]) -> None:
         with self._lock:

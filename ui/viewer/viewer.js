@@ -75,6 +75,11 @@
     return "hsla(" + hue.toFixed(0) + ",90%,50%,0.45)";
   }
 
+  function divergingColor(t) {                 // t in [-1, 1]: blue (against) .. transparent (0) .. red (for)
+    var v = Math.max(-1, Math.min(1, t)), rgb = v >= 0 ? "178,24,43" : "33,102,172";
+    return "rgba(" + rgb + "," + (0.08 + 0.62 * Math.abs(v)).toFixed(3) + ")";
+  }
+
   function parseHash(hash) {
     var out = {};
     (hash || "").replace(/^#/, "").split("&").forEach(function (part) {
@@ -308,11 +313,13 @@
   };
 
   View.prototype.drawHeatmap = function (ctx, t, w, h, heat) {
-    var span = (heat.max - heat.min) || 1;
+    var span = (heat.max - heat.min) || 1, peak = Math.max(Math.abs(heat.min), Math.abs(heat.max)) || 1;
+    var colour = heat.scale === "diverging" ? function (v) { return divergingColor(v / peak); } :
+      function (v) { return heatColor((v - heat.min) / span); };
     heat.cells.forEach(function (c) {
       var x = t.x0 + c[0] * t.s, y = t.y0 + c[1] * t.s, cw = c[2] * t.s, ch = c[3] * t.s;
       if (x > w || y > h || x + cw < 0 || y + ch < 0) { return; }
-      ctx.fillStyle = heatColor((c[4] - heat.min) / span);
+      ctx.fillStyle = colour(c[4]);
       ctx.fillRect(x, y, Math.max(cw, 1), Math.max(ch, 1));
     });
   };
