@@ -2,6 +2,7 @@
 
     shard = resolve_shard(args.shard)            # Shard(index, count, source); ShardError on bad input
     mine = shard.select(sorted_items)            # items index, index + count, ... (0-based)
+    device = default_device()                    # cuda:LOCAL_RANK (one GPU per torchrun process), else cpu
 
 Where the share comes from, first match wins:
 1. `--shard i/n` (0 <= i < n), whatever the environment says.
@@ -125,3 +126,14 @@ def resolve_shard(flag: str | None, environ: Mapping[str, str] | None = None) ->
     if slurm:
         return Shard(*slurm, "SLURM array")
     return Shard(0, 1, "single process")
+
+
+def default_device(environ: Mapping[str, str] | None = None) -> str:
+    """This process's device when none is given: `cuda:LOCAL_RANK` (modulo the visible GPUs) when CUDA is
+    available, so the processes of `torchrun`/`accelerate launch` each take their own GPU; else "cpu"."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    environ = os.environ if environ is None else environ
+    return f"cuda:{int(environ.get('LOCAL_RANK', '0') or 0) % torch.cuda.device_count()}"

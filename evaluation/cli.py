@@ -70,7 +70,7 @@ def _predict_parser(sub) -> None:
     p.add_argument("--load-4bit", action="store_true", help="load the language model in 4-bit (bitsandbytes)")
     p.add_argument("--tasks", nargs="+", help="only these tasks (file stems, metadata values or task ids)")
     p.add_argument("--split", help="only files of this split (e.g. test) when --benchmark is a folder/Hub id")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK when available, else cpu)")
     add_dtype_option(p)
     add_generation_options(p, seed_default=PREDICT_SEED,
                            seed_help=f"torch.manual_seed before every answer (default: {PREDICT_SEED}; a re-run "

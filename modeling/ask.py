@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"checkpoint folder, Hub id or known name (default: {DEMO_MODEL_NAME}, untrained)")
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--load-4bit", action="store_true", help="4-bit nf4 language model (bitsandbytes)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK when available, else cpu)")
     add_dtype_option(parser)
     add_generation_options(parser)
     parser.add_argument("--slide-token-source", choices=sorted(SLIDE_TOKEN_SOURCES),

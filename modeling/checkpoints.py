@@ -26,6 +26,7 @@ import modeling.auto_registration  # noqa: F401  (registers the Auto classes: lo
 from modeling.demo_model import DEMO_MODEL_NAME
 from modeling.errors import ModelError
 from common.hub import hub_download
+from common.shards import default_device  # noqa: F401  (re-exported: cuda:LOCAL_RANK, else cpu)
 
 # Modules never quantised: they are small and their precision matters (and lm_head as in HF's default).
 KEEP_UNQUANTIZED = ["slide_encoder", "projector", "lm_head"]
@@ -95,12 +96,6 @@ def torch_dtype(dtype, device: str):
     return dtype
 
 
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def read_checkpoint_config(source: str, revision: str | None = None) -> tuple[dict, str]:
     """config.json of a local folder or Hub repo -> (dict, where it was read); ModelError with the fix."""
     path = Path(source)
@@ -148,7 +143,6 @@ def _convert_hint(source: str, what: str) -> str:
 
 
 def _load_wsi_llava(source: str, load_4bit: bool, device: str, dtype, revision: str | None, name: str) -> LoadedModel:
-    import torch
 
     from modeling.modeling_wsi_llava import WsiLlavaForConditionalGeneration
     from modeling.processing_wsi_llava import WsiLlavaProcessor

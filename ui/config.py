@@ -35,83 +35,25 @@ from ui.qa.upload_sandbox import (
     DEFAULT_QUOTA_FRACTION,
     new_upload_root,
 )
+from ui.config_values import (
+    parse_auto_or_positive,
+    parse_bool,
+    parse_choice,
+    parse_from_profile,
+    parse_optional,
+    parse_positive,
+    parse_ratio,
+    parse_roots,
+    parse_workers,
+)
 from ui.viewer.settings import DEFAULT_VIEWER_JS, OSD_VERSION
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
 
 class AppConfigError(ValueError):
     """A flag or environment variable with an unusable value; the message names it and the fix."""
 
 
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in _TRUE | _FALSE:
-        return value in _TRUE
-    raise ValueError("expected true/false (1/0, yes/no, on/off)")
-
-
-def _optional(text: str) -> str | None:
-    return text.strip() or None
-
-
-def _roots(text: str) -> tuple[Path, ...]:
-    return tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part.strip())
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"choose one of {', '.join(choices)}")
-        return text
-    return parse
-
-
-def _positive(kind: type) -> Callable[[str], float | int]:
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-    return parse
-
-
-def _from_profile(kind: type) -> Callable[[str], float | int | None]:
-    """"profile" -> None (the generation profile's value, filled in by AppConfig), else a value >= 0."""
-    def parse(text: str):
-        if text.strip() == "profile":
-            return None
-        value = kind(text)
-        if value < 0:
-            raise ValueError("must be >= 0 (or 'profile')")
-        return value
-    return parse
-
-
-def _auto_or_positive(text: str) -> float | None:
-    """"auto" -> None (decided at start-up), else a positive number."""
-    if text.strip() == "auto":
-        return None
-    return _positive(float)(text)
-
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if value < 1:
-        raise ValueError("must be at least 1 (unpacked bytes per compressed byte)")
-    return value
-
-
 def _template(text: str) -> str | None:
-    return None if not text.strip() else _choice(tuple(sorted(TEMPLATES)))(text.strip())
-
-
-def _workers(text: str) -> int | None:
-    if text.strip() == "auto":
-        return None
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be 'auto' or >= 0")
-    return value
+    return None if not text.strip() else parse_choice(tuple(sorted(TEMPLATES)))(text.strip())
 
 
 @dataclass(frozen=True)
@@ -130,87 +72,87 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "WSI_LLAVA_HOST", "--host", "127.0.0.1", str, "address to listen on (0.0.0.0: all interfaces)",
             ("GRADIO_SERVER_NAME",)),
     Setting("port", "WSI_LLAVA_PORT", "--port", "7860", int, "port to listen on", ("GRADIO_SERVER_PORT",)),
-    Setting("share", "WSI_LLAVA_SHARE", "--share", "false", _bool, "also open a public gradio.live link"),
+    Setting("share", "WSI_LLAVA_SHARE", "--share", "false", parse_bool, "also open a public gradio.live link"),
     Setting("model", "WSI_LLAVA_MODEL", "--model", DEFAULT_MODEL, str,
             "WSI-LLaVA checkpoint: a known name, a converted folder or a Hub id; the published LLaVA-layout "
             "checkpoints are converted once into --model-cache"),
-    Setting("model_revision", "WSI_LLAVA_MODEL_REVISION", "--model-revision", "", _optional, "Hub revision of --model"),
-    Setting("load_4bit", "WSI_LLAVA_LOAD_4BIT", "--load-4bit", "auto", _choice(LOAD_4BIT_POLICIES),
+    Setting("model_revision", "WSI_LLAVA_MODEL_REVISION", "--model-revision", "", parse_optional, "Hub revision of --model"),
+    Setting("load_4bit", "WSI_LLAVA_LOAD_4BIT", "--load-4bit", "auto", parse_choice(LOAD_4BIT_POLICIES),
             "4-bit nf4 language model: auto (on CUDA only), always, never"),
     Setting("device", "WSI_LLAVA_DEVICE", "--device", "auto", str, "cpu, cuda, cuda:1 ... (auto: cuda when available)"),
-    Setting("preload", "WSI_LLAVA_PRELOAD", "--preload", "true", _bool,
+    Setting("preload", "WSI_LLAVA_PRELOAD", "--preload", "true", parse_bool,
             "start loading the model in the background at start-up (false: on the first question)"),
     Setting("model_cache", "WSI_LLAVA_MODEL_CACHE", "--model-cache", "~/.cache/wsi-llava/models",
             lambda t: Path(t).expanduser(), "folder for converted checkpoints"),
     Setting("slide_encoder", "WSI_LLAVA_SLIDE_ENCODER", "--slide-encoder", "prov-gigapath",
-            lambda t: None if t == "none" else _choice(("prov-gigapath",))(t),
+            lambda t: None if t == "none" else parse_choice(("prov-gigapath",))(t),
             "slide encoder attached when converting (prov-gigapath, gated: needs HF_TOKEN; none: WSI-Bench "
             "slide tokens only, no slide uploads)"),
-    Setting("benchmark", "WSI_LLAVA_BENCHMARK", "--benchmark", "Lucas-yuc/WSI-Bench", _optional,
+    Setting("benchmark", "WSI_LLAVA_BENCHMARK", "--benchmark", "Lucas-yuc/WSI-Bench", parse_optional,
             "WSI-Bench files for the examples: a folder, a file or a Hub dataset id (empty: no examples)"),
-    Setting("benchmark_split", "WSI_LLAVA_BENCHMARK_SPLIT", "--benchmark-split", "test", _optional,
+    Setting("benchmark_split", "WSI_LLAVA_BENCHMARK_SPLIT", "--benchmark-split", "test", parse_optional,
             "keep only that split's benchmark files: *_<split>.json[l] and the released names, e.g. WSI-Bench-open-question.jsonl is test (empty: all)"),
-    Setting("features_root", "WSI_LLAVA_FEATURES_ROOT", "--features-root", "Lucas-yuc/WSIBench-pt", _optional,
+    Setting("features_root", "WSI_LLAVA_FEATURES_ROOT", "--features-root", "Lucas-yuc/WSIBench-pt", parse_optional,
             "released slide tokens (.pt) / features (.h5) of the examples: a folder or a Hub dataset id"),
-    Setting("max_examples", "WSI_LLAVA_MAX_EXAMPLES", "--max-examples", "100", _positive(int),
+    Setting("max_examples", "WSI_LLAVA_MAX_EXAMPLES", "--max-examples", "100", parse_positive(int),
             "at most this many example slides in the picker"),
     Setting("results_dir", "WSI_LLAVA_RESULTS_DIR", "--results-dir", "results", lambda t: Path(t).expanduser(),
             "folder of `wsi-llava evaluate score` runs for the Metrics tab"),
-    Setting("upload_dir", "WSI_LLAVA_UPLOAD_DIR", "--upload-dir", "", _optional,
+    Setting("upload_dir", "WSI_LLAVA_UPLOAD_DIR", "--upload-dir", "", parse_optional,
             "where per-session upload folders are made (default: a new folder in the system temp dir)"),
-    Setting("max_upload_mb", "WSI_LLAVA_MAX_UPLOAD_MB", "--max-upload-mb", f"{DEFAULT_MAX_UPLOAD_MB:g}", _positive(float),
+    Setting("max_upload_mb", "WSI_LLAVA_MAX_UPLOAD_MB", "--max-upload-mb", f"{DEFAULT_MAX_UPLOAD_MB:g}", parse_positive(float),
             "largest accepted upload (and unpacked .zip), in MB"),
-    Setting("upload_quota_gb", "WSI_LLAVA_UPLOAD_QUOTA_GB", "--upload-quota-gb", "auto", _auto_or_positive,
+    Setting("upload_quota_gb", "WSI_LLAVA_UPLOAD_QUOTA_GB", "--upload-quota-gb", "auto", parse_auto_or_positive,
             f"disk space all sessions' uploads may use together, in GB; an upload that would exceed it is refused "
             f"(auto: {DEFAULT_QUOTA_FRACTION:g} times the free space of the upload folder's disk at start-up)"),
-    Setting("max_zip_ratio", "WSI_LLAVA_MAX_ZIP_RATIO", "--max-zip-ratio", f"{DEFAULT_MAX_COMPRESSION_RATIO:g}", _ratio,
+    Setting("max_zip_ratio", "WSI_LLAVA_MAX_ZIP_RATIO", "--max-zip-ratio", f"{DEFAULT_MAX_COMPRESSION_RATIO:g}", parse_ratio,
             "largest compression ratio (unpacked : compressed bytes) of an uploaded .zip and of each member "
             "unpacking to over 1 MB; slide data is compressed already (about 1:1)"),
-    Setting("allowed_roots", "WSI_LLAVA_ALLOWED_ROOTS", "--allowed-roots", "", _roots,
+    Setting("allowed_roots", "WSI_LLAVA_ALLOWED_ROOTS", "--allowed-roots", "", parse_roots,
             f"folders of slides on this server offered in the Q&A tab ('{os.pathsep}'-separated); no other "
             "server path is ever opened on a user's request"),
-    Setting("session_ttl_min", "WSI_LLAVA_SESSION_TTL_MIN", "--session-ttl-min", "120", _positive(float),
+    Setting("session_ttl_min", "WSI_LLAVA_SESSION_TTL_MIN", "--session-ttl-min", "120", parse_positive(float),
             "a session idle this long is ended and its uploads deleted (closing the tab ends it at once)"),
-    Setting("tile_workers", "WSI_LLAVA_TILE_WORKERS", "--tile-workers", "auto", _workers,
+    Setting("tile_workers", "WSI_LLAVA_TILE_WORKERS", "--tile-workers", "auto", parse_workers,
             "tile-reading worker processes for feature extraction (auto: the slide pipeline's default)"),
-    Setting("tile_batch_size", "WSI_LLAVA_TILE_BATCH_SIZE", "--tile-batch-size", "64", _positive(int),
+    Setting("tile_batch_size", "WSI_LLAVA_TILE_BATCH_SIZE", "--tile-batch-size", "64", parse_positive(int),
             "tiles per tile-encoder batch"),
     Setting("generation_profile", "WSI_LLAVA_GENERATION_PROFILE", "--generation-profile", DEFAULT_PROFILE,
-            _choice(tuple(PROFILES)),
+            parse_choice(tuple(PROFILES)),
             "named generation settings: official (the WSI-LLaVA release's model_vqa.py + wsi-vqa.sh), greedy "
             "(official at temperature 0), fork-8714afc (the fork's later repetition penalty 1.1, stop words, "
             "answer trimming)"),
     Setting("conv_template", "WSI_LLAVA_CONV_TEMPLATE", "--conv-template", "", _template,
             f"prompt template of questions: {', '.join(sorted(TEMPLATES))} (empty: the checkpoint's, "
             f"{INFERENCE_TEMPLATE} as the official inference; vicuna_v1 is the training template)"),
-    Setting("max_new_tokens", "WSI_LLAVA_MAX_NEW_TOKENS", "--max-new-tokens", "profile", _from_profile(int),
+    Setting("max_new_tokens", "WSI_LLAVA_MAX_NEW_TOKENS", "--max-new-tokens", "profile", parse_from_profile(int),
             f"default answer length limit in tokens (profile: the generation profile's; official "
             f"{OFFICIAL.max_new_tokens}); adjustable in the tab"),
-    Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "profile", _from_profile(float),
+    Setting("temperature", "WSI_LLAVA_TEMPERATURE", "--temperature", "profile", parse_from_profile(float),
             f"default sampling temperature, 0 = greedy (profile: the generation profile's; official "
             f"{OFFICIAL.temperature:g}); adjustable in the tab"),
     Setting("max_question_chars", "WSI_LLAVA_MAX_QUESTION_CHARS", "--max-question-chars",
-            str(DEFAULT_MAX_QUESTION_CHARS), _positive(int),
+            str(DEFAULT_MAX_QUESTION_CHARS), parse_positive(int),
             "longest accepted question in characters (WSI-Bench's longest has 755); a longer one is refused "
             "before any model work, as is a question whose prompt and max new tokens exceed the model's context"),
-    Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", _choice(JUDGE_NAMES),
+    Setting("judge", "WSI_LLAVA_JUDGE", "--judge", "offline", parse_choice(JUDGE_NAMES),
             "live WSI-Precision/Relevance judge: offline (approximate, no network) or openai"),
-    Setting("judge_model", "WSI_LLAVA_JUDGE_MODEL", "--judge-model", "", _optional,
+    Setting("judge_model", "WSI_LLAVA_JUDGE_MODEL", "--judge-model", "", parse_optional,
             "judge LLM name (openai judge) or embedding model folder (offline judge)"),
     Setting("judge_base_url", "WSI_LLAVA_JUDGE_BASE_URL", "--judge-base-url", LLMSettings.base_url, str,
             "OpenAI-compatible endpoint of the openai judge"),
     Setting("judge_api_key_env", "WSI_LLAVA_JUDGE_API_KEY_ENV", "--judge-api-key-env", LLMSettings.api_key_env, str,
             "NAME of the environment variable holding the judge's API key (the key itself is never a setting)"),
-    Setting("judge_cache", "WSI_LLAVA_JUDGE_CACHE", "--judge-cache", "", _optional,
+    Setting("judge_cache", "WSI_LLAVA_JUDGE_CACHE", "--judge-cache", "", parse_optional,
             "SQLite file caching the openai judge's replies (empty: no cache)"),
     Setting("review_store", "WSI_LLAVA_REVIEW_STORE", "--review-store", "curation.sqlite", str,
             "the curation review store: a SQLite file or an SQLAlchemy URL (Curation review tab)"),
-    Setting("users_file", "WSI_LLAVA_USERS_FILE", "--users-file", "", _optional,
+    Setting("users_file", "WSI_LLAVA_USERS_FILE", "--users-file", "", parse_optional,
             "name/password list for signing in to the review tab when not on a Space"),
-    Setting("viewer_js", "WSI_LLAVA_VIEWER_JS", "--viewer-js", DEFAULT_VIEWER_JS, _optional,
+    Setting("viewer_js", "WSI_LLAVA_VIEWER_JS", "--viewer-js", DEFAULT_VIEWER_JS, parse_optional,
             f"a local openseadragon.min.js ({OSD_VERSION}) the app serves to browsers that cannot reach the CDN "
             "(default: the copy `npm ci --prefix ui/viewer` installed, else jsDelivr pinned with an SRI hash)"),
-    Setting("slides_root", "WSI_LLAVA_SLIDES_ROOT", "--slides-root", "", _optional,
+    Setting("slides_root", "WSI_LLAVA_SLIDES_ROOT", "--slides-root", "", parse_optional,
             "folder of WSI-Bench slide files for the zoomable viewer (ROOT/<slide id>.svs, ROOT/<project>/..., "
             "GDC download folders, DICOM folders)"),
 )
@@ -355,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
     for setting in SETTINGS:
         names = f"{setting.env}" + "".join(f", {name}" for name in setting.env_fallbacks)
         text = f"{setting.help} [{names}; default: {setting.default or 'none'}]"
-        if setting.parse is _bool:
+        if setting.parse is parse_bool:
             parser.add_argument(setting.flag, dest=setting.field, default=None, nargs="?", const="true",
                                 metavar="BOOL", help=text)
         else:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.shards import default_device
 from modeling.slide.coords_h5 import CoordsFile, read_coords_h5
 from modeling.slide.errors import CoordsFileError, MppError, NoTissueError, SlideError, SlideReadError
 from modeling.slide.features_h5 import SlideFeatures, write_features_h5  # noqa: F401  (re-exported)
@@ -44,14 +45,6 @@ def default_num_workers() -> int:
     """One core stays with the main process (batching, the model on CPU, CUDA launches); at most 8."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cores - 1))
-
-
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
-    return "cpu"
 
 
 @dataclass(frozen=True)

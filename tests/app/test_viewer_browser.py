@@ -177,7 +177,8 @@ def test_copy_link_reopens_the_same_place_in_the_session(app_page, serve, slide)
         page.click(f"{HOST} button[data-act=copy-link]")
         link = page.locator(f"{HOST} .wsiv-link").input_value()
         assert re.search(r"/viewer/s/[^/]+/[^/]+/view#x=\d+&y=\d+&ds=[\d.]+$", link), link
-        assert "Link copied" in app.text("viewer") or "Copy the link shown" in app.text("viewer")
+        page.wait_for_function(f"""() => /Link copied|Copy the link shown/.test(
+            document.querySelector({HOST!r}).innerText)""", timeout=10_000)   # after the clipboard's promise
         reopened = page.context.new_page()
         reopened.set_viewport_size({"width": 900, "height": 700})     # another window size: the same place
         reopened.goto(link)

@@ -3,7 +3,7 @@ every refusal (each with the fix in its message)."""
 
 import pytest
 
-from common.shards import Shard, ShardError, resolve_shard
+from common.shards import Shard, ShardError, default_device, resolve_shard
 
 
 def slurm(task_id, count, low, high, step="1"):
@@ -83,3 +83,17 @@ def test_environments_that_do_not_describe_a_share_are_refused(environ, message)
 def test_a_refused_environment_names_the_way_out(environ):
     with pytest.raises(ShardError, match="--shard i/n"):
         resolve_shard(None, environ)
+
+
+@pytest.mark.parametrize("gpus, environ, expected", [
+    (0, {"LOCAL_RANK": "2"}, "cpu"),
+    (4, {}, "cuda:0"),
+    (4, {"LOCAL_RANK": "3"}, "cuda:3"),      # torchrun --nproc-per-node 4: each process its own GPU
+    (2, {"LOCAL_RANK": "3"}, "cuda:1"),      # more processes than visible GPUs: shared round-robin
+])
+def test_the_default_device_is_this_processes_gpu(monkeypatch, gpus, environ, expected):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert default_device(environ) == expected
