@@ -103,6 +103,22 @@ def _deep_zoom_class():
     return FastDeepZoom
 
 
+_DECODED_CACHES: dict[int, object] = {}
+_DECODED_CACHES_LOCK = threading.Lock()
+
+
+def _decoded_tile_cache(capacity_bytes: int):
+    """One OpenSlide cache of decoded slide tiles per capacity, shared by every handle of every slide (OpenSlide's
+    own is 32 MiB per handle: ~128 decoded tiles, so zooming from a 2x-shrunk level into the pyramid level it
+    was read from decoded the same tiles again)."""
+    import openslide
+
+    with _DECODED_CACHES_LOCK:
+        if capacity_bytes not in _DECODED_CACHES:
+            _DECODED_CACHES[capacity_bytes] = openslide.OpenSlideCache(capacity_bytes)
+        return _DECODED_CACHES[capacity_bytes]
+
+
 class _Generation:
     """One OpenSlide (or ImageSlide) handle and the Deep Zoom generator over it."""
 
@@ -160,6 +176,7 @@ class TileSource:
                 osr = openslide.ImageSlide(image)
             else:
                 osr = openslide.OpenSlide(str(self._target))
+                osr.set_cache(_decoded_tile_cache(self.settings.decoded_cache_bytes))
             dz = _deep_zoom_class()(_TolerantLevels(osr), tile_size=self.settings.tile_size_px,
                                     overlap=self.settings.overlap_px, limit_bounds=False)
         except Exception as exc:  # OpenSlideError, OSError, PIL errors: re-raised as SlideReadError
