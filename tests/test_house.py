@@ -145,3 +145,27 @@ def test_modules_and_functions_stay_small():
                 if length > MAX_FUNCTION_LINES:
                     too_big.append(f"{where}:{node.lineno} {node.name}: {length} lines")
     assert not too_big, "\n".join(too_big)
+
+
+def _files_section() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return readme[readme.index("## Files"):]
+
+
+def test_the_readme_file_list_names_every_module_and_nothing_gone():
+    """README's Files section (or, for a package with its own README.md, that one) names every module and
+    benchmark; every `*.py` it names exists. A new or moved module without its line fails here."""
+    import re
+
+    section = _files_section()
+    unlisted = []
+    for path in project_files()[len(ROOTS):] + sorted((ROOT / "benchmarks").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        local = next((p / "README.md" for p in path.parents if (p / "README.md").is_file() and p != ROOT), None)
+        if path.name not in section + (local.read_text(encoding="utf-8") if local else ""):
+            unlisted.append(str(path.relative_to(ROOT)))
+    assert not unlisted, f"not in README.md's Files section: {unlisted}"
+    existing = {path.name for path in ROOT.rglob("*.py") if ".venv" not in path.parts}
+    gone = sorted(set(re.findall(r"\b([a-z_0-9]+\.py)\b", section)) - existing)
+    assert not gone, f"README.md's Files section names modules that do not exist: {gone}"
