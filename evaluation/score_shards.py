@@ -22,18 +22,10 @@ import fcntl
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from common import shards
 from common.shards import Shard
-from evaluation.errors import EvaluationError
+from evaluation.predict_shards import resolve  # noqa: F401  (one reading of --shard for predict and score)
 
 LOCK_FILE = ".score.lock"
-
-
-def resolve(flag: str | None) -> Shard:
-    try:
-        return shards.resolve_shard(flag)
-    except shards.ShardError as exc:
-        raise EvaluationError(str(exc)) from exc
 
 
 def journal_path(out_dir: Path, journal_file: str, shard: Shard) -> Path:
