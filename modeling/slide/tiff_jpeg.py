@@ -147,11 +147,11 @@ class JpegTiffLevels:
         matches = [page for page in self.pages if (page.width, page.height) == (width, height)]
         return matches[0] if len(matches) == 1 else None
 
-    def decode(self, page: JpegPage, reduction: int, tile_rows: tuple[int, int] | None = None
-               ) -> np.ndarray | None:
-        """Tile rows [r0, r1) of the page (default: all) at 1/`reduction` (1, 2, 4 or 8) as RGB
-        [ceil(rows_px / r), ceil(w / r), 3]; None when any tile cannot be decoded this way (the caller then
-        reads through OpenSlide)."""
+    def decode(self, page: JpegPage, reduction: int, tile_rows: tuple[int, int] | None = None,
+               tile_cols: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Tile rows [r0, r1) and columns [c0, c1) of the page (default: all) at 1/`reduction` (1, 2, 4 or 8)
+        as RGB [ceil(rows_px / r), ceil(cols_px / r), 3] (rows_px, cols_px clipped at the page's edges); None
+        when any tile cannot be decoded this way (the caller then reads through OpenSlide)."""
         from PIL import Image
 
         if reduction not in REDUCTIONS or page.tile_w % reduction or page.tile_h % reduction:
@@ -162,8 +162,9 @@ class JpegTiffLevels:
                 return None
             prefix = page.tables[:-2]                                        # SOI + tables, without EOI
         first, last = tile_rows or (0, page.tiles_down)
+        left, right = tile_cols or (0, page.tiles_across)
         tw, th = page.tile_w // reduction, page.tile_h // reduction
-        out_w = -(-page.width // reduction)
+        out_w = -(-(min(right * page.tile_w, page.width) - left * page.tile_w) // reduction)
         out_h = -(-(min(last * page.tile_h, page.height) - first * page.tile_h) // reduction)
         # Tiles are decoded straight into numpy memory: an RGBX image mapped onto [H, W, 4] arrays.
         pixels = np.empty((out_h, out_w, 4), np.uint8)                      # every pixel is some tile's
@@ -171,14 +172,13 @@ class JpegTiffLevels:
         edge_pixels = np.empty((th, tw, 4), np.uint8)                       # right/bottom tiles, then clipped
         edge = Image.frombuffer("RGBX", (tw, th), edge_pixels, "raw", "RGBX", 0, 1)
         args = ("RGB", page.jpeg_color_space, reduction, 0)                  # rawmode, JPEG colour space, scale
-        span = slice(first * page.tiles_across, last * page.tiles_across)
         try:
-            for index, (offset, count) in enumerate(zip(page.offsets[span].tolist(), page.counts[span].tolist())):
-                data = self._tile_stream(offset, count, prefix)
+            for row, col in ((r, c) for r in range(first, last) for c in range(left, right)):
+                index = row * page.tiles_across + col
+                data = self._tile_stream(int(page.offsets[index]), int(page.counts[index]), prefix)
                 if data is None or _frame_size(data) != (page.tile_w, page.tile_h):
                     return None                                              # the decoder writes what the frame says
-                row, col = divmod(index, page.tiles_across)
-                x, y = col * tw, row * th
+                x, y = (col - left) * tw, (row - first) * th
                 inside = x + tw <= out_w and y + th <= out_h
                 decoder = Image._getdecoder("RGB", "jpeg", args)
                 try:

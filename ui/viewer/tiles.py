@@ -15,7 +15,8 @@ pyramid level within 1% of a Deep Zoom downsample serves it, and tiles are shrun
 Bounds: a level or (column, row) outside the generator's grid raises `TileOutOfRange` (the route answers
 404). A tile that cannot be read (a corrupt or missing tile in the file) comes back as a grey "unreadable"
 tile with status "unreadable" and is remembered, so the viewer shows every readable tile and a message for
-the rest. OpenSlide handles are unusable after any error, so the shared handle is reopened (a new
+the rest. JPEG-tiled TIFFs are read straight from their JPEG tiles where they can be (`direct_tiles`,
+`ViewerSettings.direct_jpeg`), OpenSlide otherwise. OpenSlide handles are unusable after any error, so the shared handle is reopened (a new
 "generation"), and a read that failed is tried once more on a handle of its own: a tile counts as
 unreadable only when it fails there too, never because another thread's read broke the handle they shared.
 """
@@ -153,6 +154,12 @@ class TileSource:
         self._lock = threading.Lock()
         self._generation = self._open_generation()
         dz = self._generation.dz
+        self._direct = None                         # the fast path for JPEG-tiled TIFFs (ui.viewer.direct_tiles)
+        if settings.direct_jpeg and not self._plain_image and not self.path.is_dir():
+            from ui.viewer.direct_tiles import DirectTiles
+
+            osr = self._generation.osr
+            self._direct = DirectTiles.open(self._target, osr.level_dimensions, osr.level_downsamples)
         self.level_count: int = dz.level_count
         self.level_tiles: tuple[tuple[int, int], ...] = tuple(tuple(t) for t in dz.level_tiles)
         self.level_dimensions: tuple[tuple[int, int], ...] = tuple(tuple(d) for d in dz.level_dimensions)
@@ -238,6 +245,15 @@ class TileSource:
         return generation
 
     def _read(self, generation: _Generation, level: int, col: int, row: int) -> Image.Image | None:
+        if self._direct is not None:
+            try:
+                image = self._direct.tile(generation.dz, level, (col, row))
+            except Exception as exc:  # noqa: BLE001 - a bug of the fast path must not cost the tile: OpenSlide reads it
+                log.warning("viewer: %s: direct JPEG read of tile %s failed (%s)", self.path.name,
+                            (level, col, row), exc)
+                image = None
+            if image is not None:
+                return image
         try:
             return generation.dz.get_tile(level, (col, row))
         except Exception as exc:  # noqa: BLE001 - OpenSlideError, ctypes, PIL decode errors: the tile is unreadable

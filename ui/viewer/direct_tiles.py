@@ -1,0 +1,75 @@
+"""Deep Zoom tiles decoded straight from a TIFF's JPEG tiles (libjpeg DCT scaling): the viewer's fast path.
+
+Two things make OpenSlide's Deep Zoom tiles slow on pyramidal TIFFs (Aperio SVS, generic tiled TIFF):
+- a level whose downsample is not a whole number (real Aperio levels: 4.0003, 16.001, 64.02) is painted
+  from level-0 coordinates with a sub-pixel offset, which cairo resamples pixel by pixel: a 512-px region of
+  such a level took 33 ms here against 1.2-7 ms on levels with whole downsamples;
+- a Deep Zoom level between two pyramid levels reads 4x its pixels from the finer level and shrinks them.
+`DirectTiles` reads the tile's region in the level's own pixel grid from the page's JPEG tiles
+(`modeling.slide.tiff_jpeg.JpegTiffLevels`, as the tissue view does) and decodes each at 1/2, 1/4 or 1/8
+where the Deep Zoom level is that much coarser, so the work follows the size of the tile sent.
+
+    direct = DirectTiles.open(path, osr.level_dimensions, osr.level_downsamples)   # None: not read here
+    image = direct.tile(dz, level, (col, row))              # RGB PIL image, or None: use OpenSlide's path
+
+The geometry is OpenSlide's own (`DeepZoomGenerator._get_tile_info`: the same region of the same level, the
+same tile size), with the region's start rounded to the level's pixel grid (OpenSlide's sub-pixel offset:
+under one level pixel). What it reads is what `JpegTiffLevels` reads (tiled JPEG pages, RGB or YCbCr, no
+missing tiles, every OpenSlide level a page of the same size); for anything else `open` returns None. A
+tile it cannot decode returns None and the caller reads through OpenSlide, which reports a real error as
+an unreadable tile. As for the tissue view, a tile whose JPEG header is intact but whose data is damaged
+shows what libjpeg makes of it (as a browser shows a damaged JPEG), where OpenSlide refuses it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PIL import Image
+
+from modeling.slide.tiff_jpeg import REDUCTIONS, JpegPage, JpegTiffLevels
+
+
+class DirectTiles:
+    def __init__(self, levels: JpegTiffLevels, pages: list[JpegPage], downsamples: tuple[float, ...]):
+        self.levels, self.pages = levels, pages               # pages[i]: OpenSlide level i
+        self.downsamples = downsamples                        # read once: a failed OpenSlide handle answers nothing
+
+    @classmethod
+    def open(cls, path: str | Path, level_dimensions, level_downsamples) -> DirectTiles | None:
+        levels = JpegTiffLevels.open(path)
+        if levels is None:
+            return None
+        pages = [levels.page_for(width, height) for width, height in level_dimensions]
+        if any(page is None for page in pages):
+            levels.close()
+            return None
+        return cls(levels, pages, tuple(level_downsamples))
+
+    def tile(self, dz, level: int, address: tuple[int, int]) -> Image.Image | None:
+        """The Deep Zoom tile `address` of `level` of generator `dz` (over the same slide), or None."""
+        (l0_xy, slide_level, (width, height)), z_size = dz._get_tile_info(level, address)
+        page = self.pages[slide_level]
+        downsample = self.downsamples[slide_level]
+        x, y = (min(round(v / downsample), limit - 1) for v, limit in zip(l0_xy, (page.width, page.height)))
+        width, height = min(width, page.width - x), min(height, page.height - y)
+        shrink = min(width / z_size[0], height / z_size[1])
+        reduction = max([1] + [r for r in REDUCTIONS if r <= shrink * 1.01 and page.tile_w % r == 0
+                               and page.tile_h % r == 0])
+        cols = (x // page.tile_w, -(-(x + width) // page.tile_w))
+        rows = (y // page.tile_h, -(-(y + height) // page.tile_h))
+        pixels = self.levels.decode(page, reduction, tile_rows=rows, tile_cols=cols)   # [H, W, 3] at 1/r
+        if pixels is None:
+            return None
+        left = (x - cols[0] * page.tile_w) // reduction
+        top = (y - rows[0] * page.tile_h) // reduction
+        right = min(pixels.shape[1], left + math.ceil(width / reduction))
+        bottom = min(pixels.shape[0], top + math.ceil(height / reduction))
+        image = Image.fromarray(pixels[top:bottom, left:right])
+        if image.size != tuple(z_size):
+            image = image.resize(tuple(z_size), Image.Resampling.BOX)
+        return image
+
+    def close(self) -> None:
+        self.levels.close()
