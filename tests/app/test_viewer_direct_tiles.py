@@ -88,3 +88,22 @@ def test_a_corrupt_tile_still_reads_as_unreadable(tmp_path):
     top = source.level_count - 1
     assert source.tile(top, x // 254, y // 254).status == "unreadable"
     assert source.tile(top, 0, 0).status == "ok"
+
+
+def test_slide_tiles_decoded_once_give_the_same_pixels_as_decoding_each_region(tmp_path):
+    from ui.viewer.direct_tiles import DirectTiles
+
+    path = write_aperio_slide(tmp_path / "s.svs", width=4099, height=4099, downsamples=(1, 4)).path
+    source = TileSource(path, ViewerSettings(), TileCache(1))
+    dz, osr = source._current().dz, source._current().osr
+    cache = TileCache(64 << 20)
+    cached = DirectTiles.open(path, osr.level_dimensions, osr.level_downsamples, cache, key="s")
+    plain = DirectTiles.open(path, osr.level_dimensions, osr.level_downsamples)
+    for level in (source.level_count - 1, source.level_count - 2, source.level_count - 4):
+        cols, rows = source.level_tiles[level]
+        for address in [(col, row) for col in range(min(cols, 3)) for row in range(min(rows, 3))]:
+            assert np.array_equal(np.asarray(cached.tile(dz, level, address)),
+                                  np.asarray(plain.tile(dz, level, address))), (level, address)
+    stats = cache.stats()
+    assert stats["hits"] > 0 and 0 < stats["bytes"] <= 64 << 20     # neighbours shared slide tiles
+    assert stats["bytes"] == sum(array.nbytes for array in cache._entries.values())

@@ -1,4 +1,4 @@
-"""A small thread-safe LRU cache of encoded tiles, bounded by the bytes it holds.
+"""A small thread-safe LRU cache of encoded tiles (or decoded pixel arrays), bounded by the bytes it holds.
 
     cache = TileCache(max_bytes=64 * 1024 * 1024)
     data = cache.get(key)                      # None when absent (and counts a miss)
@@ -36,20 +36,21 @@ class TileCache:
             self.hits += 1
             return data
 
-    def put(self, key: Hashable, data: bytes) -> None:
-        """Keep `data` under `key`; an entry larger than a quarter of the budget is not kept."""
-        size = len(data)
+    def put(self, key: Hashable, data) -> None:
+        """Keep `data` (bytes, or an array: its `nbytes` count) under `key`; an entry larger than a quarter of
+        the budget is not kept."""
+        size = _size(data)
         if size > self.max_bytes // 4:
             return
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._bytes -= len(old)
+                self._bytes -= _size(old)
             self._entries[key] = data
             self._bytes += size
             while self._bytes > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)
-                self._bytes -= len(evicted)
+                self._bytes -= _size(evicted)
                 self.evictions += 1
 
     def discard(self, predicate) -> int:
@@ -57,7 +58,7 @@ class TileCache:
         with self._lock:
             doomed = [key for key in self._entries if predicate(key)]
             for key in doomed:
-                self._bytes -= len(self._entries.pop(key))
+                self._bytes -= _size(self._entries.pop(key))
             return len(doomed)
 
     def __len__(self) -> int:
@@ -73,3 +74,7 @@ class TileCache:
         with self._lock:
             return {"entries": len(self._entries), "bytes": self._bytes, "max_bytes": self.max_bytes,
                     "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
+
+
+def _size(data) -> int:
+    return int(data.nbytes) if hasattr(data, "nbytes") else len(data)

@@ -24,20 +24,26 @@ shows what libjpeg makes of it (as a browser shows a damaged JPEG), where OpenSl
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from modeling.slide.tiff_jpeg import REDUCTIONS, JpegPage, JpegTiffLevels
+from ui.viewer.cache import TileCache
 
 
 class DirectTiles:
-    def __init__(self, levels: JpegTiffLevels, pages: list[JpegPage], downsamples: tuple[float, ...]):
+    def __init__(self, levels: JpegTiffLevels, pages: list[JpegPage], downsamples: tuple[float, ...],
+                 decoded: TileCache | None = None, key: Hashable = None):
         self.levels, self.pages = levels, pages               # pages[i]: OpenSlide level i
         self.downsamples = downsamples                        # read once: a failed OpenSlide handle answers nothing
+        self.decoded, self.key = decoded, key                 # decoded slide tiles, shared by neighbouring tiles
 
     @classmethod
-    def open(cls, path: str | Path, level_dimensions, level_downsamples) -> DirectTiles | None:
+    def open(cls, path: str | Path, level_dimensions, level_downsamples, decoded: TileCache | None = None,
+             key: Hashable = None) -> DirectTiles | None:
         levels = JpegTiffLevels.open(path)
         if levels is None:
             return None
@@ -45,7 +51,7 @@ class DirectTiles:
         if any(page is None for page in pages):
             levels.close()
             return None
-        return cls(levels, pages, tuple(level_downsamples))
+        return cls(levels, pages, tuple(level_downsamples), decoded, key)
 
     def tile(self, dz, level: int, address: tuple[int, int]) -> Image.Image | None:
         """The Deep Zoom tile `address` of `level` of generator `dz` (over the same slide), or None."""
@@ -59,7 +65,7 @@ class DirectTiles:
                                and page.tile_h % r == 0])
         cols = (x // page.tile_w, -(-(x + width) // page.tile_w))
         rows = (y // page.tile_h, -(-(y + height) // page.tile_h))
-        pixels = self.levels.decode(page, reduction, tile_rows=rows, tile_cols=cols)   # [H, W, 3] at 1/r
+        pixels = self._region(slide_level, page, reduction, rows, cols)                # [H, W, 3] at 1/r
         if pixels is None:
             return None
         left = (x - cols[0] * page.tile_w) // reduction
@@ -70,6 +76,29 @@ class DirectTiles:
         if image.size != tuple(z_size):
             image = image.resize(tuple(z_size), Image.Resampling.BOX)
         return image
+
+    def _region(self, slide_level: int, page: JpegPage, reduction: int, rows: tuple[int, int],
+                cols: tuple[int, int]) -> np.ndarray | None:
+        """Slide tiles rows x cols of `page` at 1/`reduction`, each decoded once while the cache keeps it (a
+        Deep Zoom tile of 254 + 2 px spans up to 2 x 2 slide tiles, each shared with its neighbours)."""
+        if self.decoded is None:
+            return self.levels.decode(page, reduction, tile_rows=rows, tile_cols=cols)
+        tw, th = page.tile_w // reduction, page.tile_h // reduction
+        width = -(-(min(cols[1] * page.tile_w, page.width) - cols[0] * page.tile_w) // reduction)
+        height = -(-(min(rows[1] * page.tile_h, page.height) - rows[0] * page.tile_h) // reduction)
+        canvas = np.empty((height, width, 3), np.uint8)
+        for row in range(*rows):
+            for col in range(*cols):
+                key = (self.key, slide_level, reduction, row, col)
+                pixels = self.decoded.get(key)
+                if pixels is None:
+                    pixels = self.levels.decode(page, reduction, tile_rows=(row, row + 1), tile_cols=(col, col + 1))
+                    if pixels is None:
+                        return None
+                    self.decoded.put(key, pixels)
+                y, x = (row - rows[0]) * th, (col - cols[0]) * tw
+                canvas[y:y + pixels.shape[0], x:x + pixels.shape[1]] = pixels
+        return canvas
 
     def close(self) -> None:
         self.levels.close()

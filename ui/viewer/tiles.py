@@ -104,20 +104,23 @@ def _deep_zoom_class():
     return FastDeepZoom
 
 
-_DECODED_CACHES: dict[int, object] = {}
-_DECODED_CACHES_LOCK = threading.Lock()
+_SHARED_CACHES: dict[tuple[str, int], object] = {}
+_SHARED_CACHES_LOCK = threading.Lock()
 
 
-def _decoded_tile_cache(capacity_bytes: int):
-    """One OpenSlide cache of decoded slide tiles per capacity, shared by every handle of every slide (OpenSlide's
-    own is 32 MiB per handle: ~128 decoded tiles, so zooming from a 2x-shrunk level into the pyramid level it
-    was read from decoded the same tiles again)."""
-    import openslide
+def _shared_cache(kind: str, capacity_bytes: int):
+    """One cache of decoded slide tiles per kind and capacity, shared by every slide: "openslide" (given to
+    every OpenSlide handle; its own is 32 MiB per handle, ~128 tiles) or "direct" (the direct JPEG path's,
+    keyed by file identity)."""
+    with _SHARED_CACHES_LOCK:
+        if (kind, capacity_bytes) not in _SHARED_CACHES:
+            if kind == "openslide":
+                import openslide
 
-    with _DECODED_CACHES_LOCK:
-        if capacity_bytes not in _DECODED_CACHES:
-            _DECODED_CACHES[capacity_bytes] = openslide.OpenSlideCache(capacity_bytes)
-        return _DECODED_CACHES[capacity_bytes]
+                _SHARED_CACHES[kind, capacity_bytes] = openslide.OpenSlideCache(capacity_bytes)
+            else:
+                _SHARED_CACHES[kind, capacity_bytes] = TileCache(capacity_bytes)
+        return _SHARED_CACHES[kind, capacity_bytes]
 
 
 class _Generation:
@@ -159,7 +162,8 @@ class TileSource:
             from ui.viewer.direct_tiles import DirectTiles
 
             osr = self._generation.osr
-            self._direct = DirectTiles.open(self._target, osr.level_dimensions, osr.level_downsamples)
+            self._direct = DirectTiles.open(self._target, osr.level_dimensions, osr.level_downsamples,
+                                            _shared_cache("direct", settings.direct_cache_bytes), self._identity)
         self.level_count: int = dz.level_count
         self.level_tiles: tuple[tuple[int, int], ...] = tuple(tuple(t) for t in dz.level_tiles)
         self.level_dimensions: tuple[tuple[int, int], ...] = tuple(tuple(d) for d in dz.level_dimensions)
@@ -183,7 +187,7 @@ class TileSource:
                 osr = openslide.ImageSlide(image)
             else:
                 osr = openslide.OpenSlide(str(self._target))
-                osr.set_cache(_decoded_tile_cache(self.settings.decoded_cache_bytes))
+                osr.set_cache(_shared_cache("openslide", self.settings.decoded_cache_bytes))
             dz = _deep_zoom_class()(_TolerantLevels(osr), tile_size=self.settings.tile_size_px,
                                     overlap=self.settings.overlap_px, limit_bounds=False)
         except Exception as exc:  # OpenSlideError, OSError, PIL errors: re-raised as SlideReadError
