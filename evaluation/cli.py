@@ -9,9 +9,10 @@
 Sharding (predict and score, like `wsi-llava tile`/`features`): --shard I/N, else RANK/WORLD_SIZE (torchrun,
 accelerate), else a SLURM job array; each shard writes its own journal and the last to finish merges them.
 
-Exit status: 0 done; 1 an input/config error (message, no traceback); 3 scored, but some judgements
-failed (re-run to retry them) or some input lines were skipped (unreadable or malformed prediction lines,
-reference records; both listed in summary.json/summary.md); 130 interrupted (re-run to resume).
+Exit status: 0 done; 1 an input/config error (message, no traceback); 3 finished, but some items were not
+done: predict, items that failed or had no slide inputs (listed in <out stem>.summary.json); score, judgements
+that failed or input lines that were skipped (unreadable or malformed prediction lines, reference records;
+listed in summary.json/summary.md); re-run to retry them; 130 interrupted (re-run to resume).
 """
 
 from __future__ import annotations
@@ -162,7 +163,11 @@ def _predict(args) -> int:
                            batch_size=args.batch_size, shard=args.shard)
     report = run_predictions(config)
     print(json.dumps(report, indent=1))
-    return 0
+    unfinished = report["n_failed"] + report["n_missing_inputs"]
+    if unfinished:
+        print(f"{unfinished} item(s) not answered ({report['n_failed']} failed, {report['n_missing_inputs']} without "
+              f"slide inputs): listed in {config.summary_path}; re-run to retry them.", file=sys.stderr)
+    return EXIT_SOME_FAILED if unfinished else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,23 +94,25 @@ def _settings(config: PredictConfig, loaded) -> dict:
         "slide_token_source": loaded.model.config.slide_token_source}
 
 
-def _existing_rows(out: Path) -> tuple[dict[tuple[str, str], dict], int]:
-    """Rows already answered, in `out` and every shard journal beside it (`evaluation.predict_shards`)."""
+def _existing_rows(out: Path) -> tuple[dict[tuple[str, str], tuple[dict, Path]], int]:
+    """Rows already answered (each with its file), in `out` and every shard journal beside it
+    (`evaluation.predict_shards`)."""
     rows, unreadable = predict_shards.read_rows(out)
     done = {}
-    for row in rows:
+    for row, path in rows:
         if (key := predict_shards.row_key(row)) is not None:
-            done[key] = row
+            done[key] = (row, path)
     return done, unreadable
 
 
 def _check_same_run(done: dict, model: str, settings: dict, out: Path) -> None:
-    for row in done.values():
+    for row, path in done.values():
         if row.get("model") != model or row.get("settings") != settings:
+            also = "" if path == out else f" (and {out.stem}.shard-*-of-*.jsonl beside it)"
             raise EvaluationError(
-                f"{out} already holds predictions of model {row.get('model')!r} with settings "
+                f"{path} already holds predictions of model {row.get('model')!r} with settings "
                 f"{row.get('settings')}; this run is {model!r} with {settings}. Use another --out file (or "
-                "delete it to start over) so that one file holds one model's answers.")
+                f"delete {out}{also} to start over) so that one file holds one model's answers.")
 
 
 def load_items(config: PredictConfig, problems: list[str]) -> list[BenchItem]:
@@ -242,9 +244,11 @@ def run_predictions(config: PredictConfig, loaded=None,
 def _write_report(config: PredictConfig, shard, all_items: list[BenchItem], report: dict) -> dict:
     """One shard: the report is the summary. Several: the shard's report beside its journal, then the merge
     of every journal into `--out` and the merged summary (`evaluation.predict_shards`)."""
-    if shard.count == 1:
+    if shard.count == 1 and not predict_shards.shard_journals(config.out):
         atomic_write_json(config.summary_path, report)
         return report
+    if shard.count == 1:        # after a sharded run: rows of its journals count as done, so merge them in
+        report["merged_from_shard_journals"] = [str(path) for path in predict_shards.shard_journals(config.out)]
     atomic_write_json(predict_shards.shard_summary_path(config.out, shard), report)
     base = {key: report[key] for key in ("model", "model_is_trained", "settings", "benchmark", "features_root")}
     merged = predict_shards.merge(config.out, config.summary_path, all_items, base)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,17 +62,23 @@ def shard_summary_path(out: Path, shard: Shard) -> Path:
     return out.with_name(f"{out.stem}.shard-{shard.index}-of-{shard.count}.summary.json")
 
 
+def shard_journals(out: Path) -> list[Path]:
+    """Every shard journal beside `--out` (any n); `--out`'s name is matched literally (`[`, `*` included)."""
+    return sorted(out.parent.glob(f"{glob.escape(out.stem)}.shard-*-of-*.jsonl"))
+
+
 def journal_paths(out: Path) -> list[Path]:
     """`--out` and every shard journal beside it (any n)."""
-    return [out] + sorted(out.parent.glob(f"{out.stem}.shard-*-of-*.jsonl"))
+    return [out] + shard_journals(out)
 
 
-def read_rows(out: Path) -> tuple[list[dict], int]:
-    """Every row of `--out` and the shard journals (in that order) and the number of unreadable lines."""
+def read_rows(out: Path) -> tuple[list[tuple[dict, Path]], int]:
+    """Every row of `--out` and the shard journals (in that order), each with the file it is in, and the number
+    of unreadable lines."""
     rows, unreadable = [], 0
     for path in journal_paths(out):
         found, bad = read_journal(path)
-        rows += found
+        rows += [(row, path) for row in found]
         unreadable += bad
     return rows, unreadable
 
@@ -98,7 +105,7 @@ def _merged_rows(out: Path, items: Sequence) -> tuple[list[dict], int]:
     (other --tasks; never dropped), in file order."""
     rows, unreadable = read_rows(out)
     by_key: dict[tuple[str, str], dict] = {}
-    for row in rows:
+    for row, _ in rows:
         key = row_key(row)
         if key is not None:
             by_key.setdefault(key, row)
@@ -108,7 +115,7 @@ def _merged_rows(out: Path, items: Sequence) -> tuple[list[dict], int]:
 
 def _shard_reports(out: Path) -> list[dict]:
     reports = []
-    for path in sorted(out.parent.glob(f"{out.stem}.shard-*-of-*.summary.json")):
+    for path in sorted(out.parent.glob(f"{glob.escape(out.stem)}.shard-*-of-*.summary.json")):
         with contextlib.suppress(OSError, json.JSONDecodeError):
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict):
@@ -116,16 +123,18 @@ def _shard_reports(out: Path) -> list[dict]:
     return reports
 
 
-def _still_open(reports: list[dict], name: str, pending: set) -> list[dict]:
-    """The entries `name` of the reports (oldest first, a later report's entry for an item winning) whose
-    items still have no row."""
-    latest: dict[tuple, dict] = {}
+def _still_open(reports: list[dict], pending: set) -> tuple[list[dict], list[dict]]:
+    """(missing_inputs, failures) of the items that still have no row: per item, only what the newest report
+    about it says (reports oldest first), so an item is never listed as both, nor as what it no longer is."""
+    latest: dict[tuple, tuple[str, dict]] = {}
     for report in reports:
-        for entry in report.get(name, []):
-            key = (entry.get("task"), str(entry.get("question_id")))
-            if key in pending:
-                latest[key] = entry
-    return list(latest.values())
+        for name in ("missing_inputs", "failures"):
+            for entry in report.get(name, []):
+                key = (entry.get("task"), str(entry.get("question_id")))
+                if key in pending:
+                    latest[key] = (name, entry)
+    return ([entry for name, entry in latest.values() if name == "missing_inputs"],
+            [entry for name, entry in latest.values() if name == "failures"])
 
 
 def merge(out: Path, summary_path: Path, items: Sequence, base: dict) -> dict:
@@ -141,7 +150,7 @@ def merge(out: Path, summary_path: Path, items: Sequence, base: dict) -> dict:
         done = {row_key(row) for row in rows}
         pending = {(item.task, item.question_id) for item in items} - done
         reports = sorted(_shard_reports(out), key=lambda report: str(report.get("created_at", "")))
-        missing, failures = _still_open(reports, "missing_inputs", pending), _still_open(reports, "failures", pending)
+        missing, failures = _still_open(reports, pending)
         summary = base | {
             "schema": MERGED_SUMMARY_SCHEMA, "merged": True,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "out": str(out),

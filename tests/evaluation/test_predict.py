@@ -26,10 +26,10 @@ def test_predict_writes_rows_reports_missing_inputs_and_resumes(tmp_path, capsys
     out = tmp_path / "preds.jsonl"
     args = ["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
             "--out", str(out), "--max-new-tokens", "3", "--device", "cpu"]
-    assert main(args + ["--limit", "3"]) == 0
+    assert main(args + ["--limit", "3"]) == 0                     # the first three all have inputs
     first = json.loads(capsys.readouterr().out)
     assert first["n_items"] == 10 and first["n_answered"] == 3 and first["model_is_trained"] is False
-    assert main(args) == 0                                          # resumes after the first three
+    assert main(args) == 3                                          # resumes; 4 without inputs: exit 3
     report = json.loads(capsys.readouterr().out)
     assert report["n_done_before"] == 3 and report["n_answered"] == 3
     assert report["n_missing_inputs"] == 4 and report["n_remaining"] == 4
@@ -83,7 +83,7 @@ def test_predict_profile_template_and_seed_are_options_and_recorded(tmp_path, ca
         out = tmp_path / f"{name}.jsonl"
         assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root",
                      str(features), "--out", str(out), "--max-new-tokens", "4", "--device", "cpu",
-                     "--profile", "fork-8714afc", "--conv-template", "vicuna_v1", "--seed", "5"]) == 0
+                     "--profile", "fork-8714afc", "--conv-template", "vicuna_v1", "--seed", "5"]) == 3
         rows = [json.loads(line) for line in out.read_text().splitlines()]
         answers.append([row["prediction"] for row in rows])
     settings = rows[0]["settings"]
@@ -116,7 +116,7 @@ def test_too_long_questions_are_failed_items_in_the_summary_not_a_crash(tmp_path
                           dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
     out = tmp_path / "preds.jsonl"
     assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
-                 "--out", str(out), "--max-new-tokens", "3", "--device", "cpu", "--batch-size", batch_size]) == 0
+                 "--out", str(out), "--max-new-tokens", "3", "--device", "cpu", "--batch-size", batch_size]) == 3
     report = json.loads(capsys.readouterr().out)
     assert report["n_answered"] == 1 and report["n_failed"] == 2 and report["n_remaining"] == 2
     errors = {failure["question_id"]: failure["error"] for failure in report["failures"]}

@@ -120,10 +120,10 @@ def test_predict_batch_size_writes_the_rows_of_one_at_a_time(tmp_path, capsys):
                               padded_from=None, seed=seed)
     write_slide_tokens_pt(features / "TCGA-XX" / "S3.pt", num_tokens=3, dim=TINY_SLIDE_TOKEN_DIM)  # unusable
     code, one = _predict(tmp_path, features, "one")
-    assert code == 0
+    assert code == 3                                   # one failed, one without inputs
     serial_report = json.loads(capsys.readouterr().out)
     code, batched = _predict(tmp_path, features, "batched", "--batch-size", "4")
-    assert code == 0
+    assert code == 3
     report = json.loads(capsys.readouterr().out)
     assert report["batch_size"] == 4 and report["n_answered"] == serial_report["n_answered"] == 8
     assert report["n_failed"] == serial_report["n_failed"] == 1 and "3 slide tokens" in report["failures"][0]["error"]

@@ -23,7 +23,7 @@ def test_every_prediction_row_records_its_slide_token_source(tmp_path, capsys):
     write_features_h5(features / "TCGA-XX" / "S2.h5", n_tiles=30, dim=16)
     out = tmp_path / "preds.jsonl"
     assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
-                 "--out", str(out), "--max-new-tokens", "2", "--device", "cpu"]) == 0
+                 "--out", str(out), "--max-new-tokens", "2", "--device", "cpu"]) == 3
     assert json.loads(capsys.readouterr().out)["n_answered"] == 6
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     sources = {(row["image"], row["slide_token_source"]) for row in rows}
@@ -41,7 +41,7 @@ def test_slide_token_source_option_applies_to_features_and_is_recorded(tmp_path,
     argv = ["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
             "--out", str(out), "--max-new-tokens", "2", "--device", "cpu", "--slide-token-source",
             "prov-gigapath-pipeline"]
-    assert main(argv) == 0
+    assert main(argv) == 3                                     # fixture items without inputs
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {row["slide_token_source"] for row in rows} == {"prov-gigapath-pipeline"}
     assert {row["settings"]["slide_token_source"] for row in rows} == {"prov-gigapath-pipeline"}

@@ -42,10 +42,10 @@ def keyed(path):
 
 def test_shards_are_disjoint_resumable_and_merge_into_one_file(setup, capsys, monkeypatch):
     tmp_path, predict = setup
-    assert predict(tmp_path / "single.jsonl") == 0
+    assert predict(tmp_path / "single.jsonl") == 3                # S5 has no inputs: exit 3, listed
     capsys.readouterr()
     out = tmp_path / "sharded.jsonl"
-    assert predict(out, "--shard", "0/3") == 0
+    assert predict(out, "--shard", "0/3") == 3                    # S5 sorts first: shard 0's
     first = json.loads(capsys.readouterr().out)
     assert first["shard"] == "0/3" and first["shard_source"] == "--shard"
     assert first["merged"]["complete"] is False and first["merged"]["n_predicted"] == first["n_answered"]
@@ -85,10 +85,10 @@ def test_shards_are_disjoint_resumable_and_merge_into_one_file(setup, capsys, mo
 def test_another_shard_count_resumes_from_every_journal(setup, capsys):
     tmp_path, predict = setup
     out = tmp_path / "p.jsonl"
-    assert predict(out, "--shard", "0/2") == 0
+    assert predict(out, "--shard", "0/2") == 3
     done = len(rows(out))
     capsys.readouterr()
-    assert predict(out) == 0                               # one process picks up the rest
+    assert predict(out) == 3                               # one process picks up the rest (S5 still missing)
     report = json.loads(capsys.readouterr().out)
     assert report["n_done_before"] == done and report["n_answered"] == 8 - done
     assert len(keyed(out)) == 8
