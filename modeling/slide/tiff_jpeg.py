@@ -24,7 +24,9 @@ whatever libjpeg makes of it, where OpenSlide refuses the read (it treats libjpe
 
 from __future__ import annotations
 
+import contextlib
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ import numpy as np
 
 REDUCTIONS = (8, 4, 2, 1)            # what libjpeg's DCT scaling offers (1/8 .. 1/1)
 MAX_IFDS = 4096                      # a longer main IFD chain is treated as corrupt
+MAX_TILE_BYTES = 64 << 20            # one compressed tile larger than this is not read here
 
 _TAG_NAMES = {256: "width", 257: "height", 258: "bits", 259: "compression", 262: "photometric",
               277: "samples", 284: "planar", 322: "tile_w", 323: "tile_h", 324: "offsets", 325: "counts",
@@ -111,7 +114,7 @@ def _page_from_tags(tags: dict) -> JpegPage | None:
     if not direct or "offsets" not in tags or "counts" not in tags:
         return None
     page = JpegPage(scalar("width"), scalar("height"), scalar("tile_w"), scalar("tile_h"),
-                    np.asarray(tags["offsets"], np.int64), np.asarray(tags["counts"], np.int64),
+                    np.array(tags["offsets"], np.int64), np.array(tags["counts"], np.int64),      # copies
                     tags.get("tables") if isinstance(tags.get("tables"), bytes) else None,
                     "YCbCr" if scalar("photometric") == PHOTOMETRIC_YCBCR else "RGB")
     if len(page.offsets) != page.tiles_across * page.tiles_down or len(page.counts) != len(page.offsets):
@@ -120,27 +123,28 @@ def _page_from_tags(tags: dict) -> JpegPage | None:
 
 
 class JpegTiffLevels:
-    """The JPEG-tiled pages of a TIFF's main IFD chain, memory-mapped for decoding."""
+    """The JPEG-tiled pages of a TIFF's main IFD chain; tiles are read with `os.pread` when decoded (never
+    through a memory map, which would kill the process with SIGBUS if the file were truncated meanwhile)."""
 
-    def __init__(self, path: Path, data: mmap.mmap, pages: list[JpegPage]):
-        self.path, self._data, self.pages = path, data, pages
+    def __init__(self, path: Path, fd: int, pages: list[JpegPage]):
+        self.path, self._fd, self.pages = path, fd, pages
 
     @classmethod
     def open(cls, path: str | Path) -> JpegTiffLevels | None:
         path = Path(path)
         try:
-            with open(path, "rb") as handle:
-                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
             return None
         try:
-            pages = _read_pages(data)
-        except (ValueError, struct.error, IndexError):
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:       # the IFDs only, closed right after
+                pages = _read_pages(data)
+        except (OSError, ValueError, BufferError, struct.error, IndexError):
             pages = None
         if not pages or any((page.counts == 0).any() for page in pages):      # sparse: OpenSlide's business
-            data.close()
+            os.close(fd)
             return None
-        return cls(path, data, pages)
+        return cls(path, fd, pages)
 
     def page_for(self, width: int, height: int) -> JpegPage | None:
         """The one JPEG page of exactly this size (an OpenSlide level of an Aperio or generic TIFF)."""
@@ -208,16 +212,23 @@ class JpegTiffLevels:
                 return
 
     def _tile_stream(self, offset: int, count: int, prefix: bytes | None) -> bytes | None:
-        """One tile's JPEG stream, with the page's tables in front when it has them; None if implausible."""
-        if offset + count > len(self._data) or count < 4:
+        """One tile's JPEG stream, with the page's tables in front when it has them; None if implausible (also
+        when the file is shorter now than it was: a truncated or replaced file reads through OpenSlide)."""
+        if count < 4 or count > MAX_TILE_BYTES:
             return None
-        data = self._data[offset:offset + count]
+        try:
+            data = os.pread(self._fd, count, offset)
+        except OSError:
+            return None
+        if len(data) != count:
+            return None
         if prefix is None:
             return data
         return prefix + data[2:] if data.startswith(b"\xff\xd8") else None       # tables, then the tile's markers
 
     def close(self) -> None:
-        self._data.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 def _rgbx_to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -268,11 +279,14 @@ def _read_pages(data) -> list[JpegPage | None]:
         big, (offset,) = True, struct.unpack_from(order + "Q", head, 8)
     else:
         return []
-    reader, pages, seen = _Ifd(data, order, big), [], set()
+    reader, pages, seen, entries = _Ifd(data, order, big), [], set(), 0
     while offset and len(pages) < MAX_IFDS:
         if offset in seen or offset >= len(data):
             raise ValueError(f"IFD chain loops or leaves the file at {offset}")
         seen.add(offset)
         tags, offset = reader.entries(offset)
-        pages.append(_page_from_tags(tags))
+        pages.append(page := _page_from_tags(tags))
+        entries += 0 if page is None else len(page.offsets)
+        if entries > len(data) // 8:        # every tile takes 8+ bytes of the file: tables shared between pages
+            raise ValueError(f"{entries:,} tile entries in a file of {len(data):,} bytes")
     return [page for page in pages if page is not None]

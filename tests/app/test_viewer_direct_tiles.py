@@ -107,3 +107,34 @@ def test_slide_tiles_decoded_once_give_the_same_pixels_as_decoding_each_region(t
     stats = cache.stats()
     assert stats["hits"] > 0 and 0 < stats["bytes"] <= 64 << 20     # neighbours shared slide tiles
     assert stats["bytes"] == sum(array.nbytes for array in cache._entries.values())
+
+
+def test_a_tile_that_would_read_the_whole_slide_is_not_drawn_and_says_zoom_in(tmp_path):
+    """A slide without reduced levels: coarse Deep Zoom tiles map onto all of level 0. Through OpenSlide
+    they would read it whole (4 bytes a pixel, per request): above `max_tile_read_px` they are not drawn;
+    the direct path reads them at 1/8, within the bound."""
+    path = write_generic_tiff(tmp_path / "flat.tif", width=4096, height=4096, downsamples=(1,)).path
+    fast = TileSource(path, ViewerSettings(max_tile_read_px=1 << 20), TileCache(1 << 20))
+    slow = TileSource(path, ViewerSettings(max_tile_read_px=1 << 20, direct_jpeg=False), TileCache(1 << 20))
+    coarse, fine = 2, fast.level_count - 1
+    assert fast.tile(coarse, 0, 0).status == "ok"                         # decoded at 1/8: 512 x 512 px
+    assert slow.tile(coarse, 0, 0).status == "unreadable" and slow.tile(fine, 3, 3).status == "ok"
+    status = slow.status()
+    assert status["not_drawn_levels"] == [coarse] and status["unreadable_tiles"] == 0
+    assert "Zoom in" in status["message"] and "corrupt" not in status["message"]
+
+
+def test_only_vendors_whose_levels_are_the_tiffs_pages_take_the_direct_path(tmp_path, monkeypatch):
+    import ui.viewer.tiles as tiles
+
+    path = write_aperio_slide(tmp_path / "a.svs", width=2048, height=2048).path
+    assert TileSource(path, ViewerSettings(), TileCache(1))._direct is not None
+    monkeypatch.setattr(tiles, "DIRECT_JPEG_VENDORS", ("generic-tiff",))   # as a Ventana or Philips file is
+    assert TileSource(path, ViewerSettings(), TileCache(1))._direct is None
+
+
+def test_handles_of_one_plain_image_share_its_decoded_pixels(tmp_path):
+    path = write_plain_image(tmp_path / "p.png", width=1024, height=1024).path
+    first, second = (TileSource(path, ViewerSettings(), TileCache(1)) for _ in range(2))
+    assert first._current().osr._image is second._current().osr._image      # one decoded copy, not one per session
+    assert first.tile(first.level_count - 1, 0, 0).status == second.tile(second.level_count - 1, 0, 0).status == "ok"

@@ -155,7 +155,12 @@ def shown(services: QaServices, view: QaView, session: SlideQaSession, job: Answ
     session.evidence, session.evidence_answer = evidence, job.number
     session.evidence_files = [str(files["geojson"]), str(files["png"])]
     cells = [{**tile, "value": tile["relevance"]} for tile in viewer_tiles(evidence)]
-    viewer = slide_viewer.with_heatmap(services, session, cells, label="relevance (nats)")
+    with session.overlay_lock:               # the conversation may have been cleared while the files were written
+        if job.number <= session.evidence_stop_upto:
+            session.drop_evidence()
+            return {view.heatmap_status: f"_The heatmap of answer {job.number} is not shown: the conversation "
+                                         "moved on._"}
+        viewer = slide_viewer.with_heatmap(services, session, cells, label="relevance (nats)")
     thumbnail = blend_on_overview(evidence, session.tiled.overview) if session.tiled is not None else gr.skip()
     return {view.viewer: viewer if viewer is not None else gr.skip(), view.thumbnail: thumbnail,
             view.heatmap_status: summary_markdown(evidence, job.number, in_viewer=viewer is not None),
@@ -191,7 +196,8 @@ def stop_for_new_conversation(services: QaServices, view: QaView, request: gr.Re
     session = services.sessions.peek(request.session_hash)
     if session is None:
         return {view.heatmap_status: gr.skip()}
-    session.stop_evidence()
-    viewer = slide_viewer.with_heatmap(services, session, None, note="no answer with a heatmap yet: ask a question")
+    with session.overlay_lock:
+        session.stop_evidence()
+        viewer = slide_viewer.with_heatmap(services, session, None, note="no answer with a heatmap yet: ask a question")
     return {**stop_for_slide(services, view, request), view.viewer: viewer if viewer is not None else gr.skip(),
             view.thumbnail: session.tiled.overview if session.tiled is not None else gr.skip()}

@@ -35,6 +35,15 @@ class QaServices:
     viewer: ViewerRegistry | None = None          # the deep-zoom viewer's handles (None: overview only)
     slides_root: SlidesRoot | None = None         # --slides-root: WSI-Bench slide files for the viewer
 
+    def __post_init__(self) -> None:
+        if self.viewer is not None:                  # an ended session's slide leaves the viewer with it
+            self.sessions.on_end.append(self._release_viewer)
+
+    def _release_viewer(self, session: SlideQaSession) -> None:
+        if session.viewer_handle is not None:
+            self.viewer.release(session.session_id, session.viewer_handle)
+            session.viewer_handle = None
+
     def pipeline(self, mpp_override: float | None = None) -> PipelineSettings:
         return PipelineSettings(tile_batch_size=self.config.tile_batch_size, tile_workers=self.config.tile_workers,
                                 mpp_override=mpp_override or None)

@@ -18,6 +18,8 @@ Idle sessions (browser gone without an unload, API clients) are ended by `sweep(
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import shutil
 import threading
 import time
@@ -38,6 +40,9 @@ class SlideQaSession:
     # a plain Lock: Gradio resumes a generator handler in any worker thread, and a Lock (unlike an RLock)
     # may be released by another thread than the one that took it
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # held only to decide and draw (or clear) the heatmap overlay: a heatmap finishing while the conversation is
+    # cleared is either cleared after it is drawn or never drawn (never held during model passes)
+    overlay_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     name: str | None = None              # what the slide is called on screen
     source: str | None = None            # "upload" | "server" | "example"
     tiled: TiledSlide | None = None      # slide files only
@@ -197,6 +202,7 @@ class SlideSessions:
     def __init__(self, sandbox=None, idle_ttl_s: float = 7200.0):
         self.sandbox = sandbox               # UploadSandbox or None
         self.idle_ttl_s = idle_ttl_s
+        self.on_end: list[Callable[[SlideQaSession], None]] = []     # e.g. release its viewer handle
         self._sessions: dict[str, SlideQaSession] = {}
         self._lock = threading.Lock()
 
@@ -214,12 +220,16 @@ class SlideSessions:
             return self._sessions.get(session_id)
 
     def end(self, session_id: str) -> None:
-        """Drop the session (its chat and caches) and delete its uploads."""
+        """Drop the session (its chat and caches, its `on_end` resources such as a viewer handle), stop its
+        heatmaps and delete its uploads."""
         with self._lock:
             session = self._sessions.pop(session_id, None)
         if session is not None:
+            session.stop_evidence()                  # a running attribution stops at its next model pass
             with session.lock:
                 session.clear_slide()
+                for release in self.on_end:
+                    release(session)
         if self.sandbox is not None:
             self.sandbox.discard(session_id)
 

@@ -29,7 +29,7 @@ from ui.qa.sessions import (
     stream_pieces,
 )
 from ui.qa.slide_steps import Step, extract_inputs, tile_for_model
-from ui.qa.upload_sandbox import confine
+from ui.qa.upload_sandbox import UploadError, confine
 from ui.qa.views import app_mpp_message, examples_markdown, ready_note, slide_markdown
 from ui.viewer.component import viewer_value
 from ui.zerogpu import gpu
@@ -86,6 +86,10 @@ def public_errors(services: QaServices, flow, source: str):
         yield from flow
     except (SlideError, ModelError) as exc:
         raise type(exc)(services.sandbox.public_message(str(exc))) from exc
+    except OSError as exc:          # a file the upload could not be written as: its name, not our folders
+        raise UploadError(services.sandbox.public_message(f"the upload could not be stored ({exc.strerror or exc})"
+                                                         + (f": {Path(exc.filename).name}" if exc.filename else ""))
+                          ) from exc
 
 
 def slide_file_flow(services: QaServices, view: QaView, session: SlideQaSession, path: Path, name: str,
@@ -129,6 +133,7 @@ def uploaded_flow(services: QaServices, view: QaView, file_box, session: SlideQa
     def flow():
         with session.lock:
             session.clear_slide()
+            slide_viewer.closed(services, session, "")     # accept() deletes the old upload: its handle goes first
         path = accept()
         yield from slide_file_flow(services, view, session, path, slide_name(path), "uploaded", mpp_value, progress)
 

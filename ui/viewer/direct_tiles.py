@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,22 @@ from PIL import Image
 
 from modeling.slide.tiff_jpeg import REDUCTIONS, JpegPage, JpegTiffLevels
 from ui.viewer.cache import TileCache
+
+
+@dataclass(frozen=True)
+class _Plan:
+    slide_level: int
+    page: JpegPage
+    x: int                         # region in the page's own pixels
+    y: int
+    width: int
+    height: int
+    reduction: int                 # DCT scaling 1, 2, 4 or 8
+    z_size: tuple[int, int]        # the Deep Zoom tile's size
+
+    @property
+    def decoded_px(self) -> int:
+        return -(-self.width // self.reduction) * -(-self.height // self.reduction)
 
 
 class DirectTiles:
@@ -53,8 +70,9 @@ class DirectTiles:
             return None
         return cls(levels, pages, tuple(level_downsamples), decoded, key)
 
-    def tile(self, dz, level: int, address: tuple[int, int]) -> Image.Image | None:
-        """The Deep Zoom tile `address` of `level` of generator `dz` (over the same slide), or None."""
+    def plan(self, dz, level: int, address: tuple[int, int]) -> _Plan:
+        """Where the Deep Zoom tile `address` of `level` of generator `dz` lies in its page, and at which DCT
+        reduction it is decoded."""
         (l0_xy, slide_level, (width, height)), z_size = dz._get_tile_info(level, address)
         page = self.pages[slide_level]
         downsample = self.downsamples[slide_level]
@@ -63,18 +81,27 @@ class DirectTiles:
         shrink = min(width / z_size[0], height / z_size[1])
         reduction = max([1] + [r for r in REDUCTIONS if r <= shrink * 1.01 and page.tile_w % r == 0
                                and page.tile_h % r == 0])
-        cols = (x // page.tile_w, -(-(x + width) // page.tile_w))
-        rows = (y // page.tile_h, -(-(y + height) // page.tile_h))
-        pixels = self._region(slide_level, page, reduction, rows, cols)                # [H, W, 3] at 1/r
+        return _Plan(slide_level, page, x, y, width, height, reduction, tuple(z_size))
+
+    def tile(self, dz, level: int, address: tuple[int, int]) -> Image.Image | None:
+        """The Deep Zoom tile `address` of `level` of generator `dz` (over the same slide), or None."""
+        plan = self.plan(dz, level, address)
+        page, x, y, r = plan.page, plan.x, plan.y, plan.reduction
+        cols = (x // page.tile_w, -(-(x + plan.width) // page.tile_w))
+        rows = (y // page.tile_h, -(-(y + plan.height) // page.tile_h))
+        pixels = self._region(plan.slide_level, page, r, rows, cols)                  # [H, W, 3] at 1/r
         if pixels is None:
             return None
-        left = (x - cols[0] * page.tile_w) // reduction
-        top = (y - rows[0] * page.tile_h) // reduction
-        right = min(pixels.shape[1], left + math.ceil(width / reduction))
-        bottom = min(pixels.shape[0], top + math.ceil(height / reduction))
+        left = (x - cols[0] * page.tile_w) // r
+        top = (y - rows[0] * page.tile_h) // r
+        # the page's last pixel at 1/r averages real pixels with the tile's padding: leave it out
+        right = min(pixels.shape[1], left + math.ceil(plan.width / r),
+                    max(left + 1, (page.width - cols[0] * page.tile_w) // r))
+        bottom = min(pixels.shape[0], top + math.ceil(plan.height / r),
+                     max(top + 1, (page.height - rows[0] * page.tile_h) // r))
         image = Image.fromarray(pixels[top:bottom, left:right])
-        if image.size != tuple(z_size):
-            image = image.resize(tuple(z_size), Image.Resampling.BOX)
+        if image.size != plan.z_size:
+            image = image.resize(plan.z_size, Image.Resampling.BOX)
         return image
 
     def _region(self, slide_level: int, page: JpegPage, reduction: int, rows: tuple[int, int],

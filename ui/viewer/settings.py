@@ -48,6 +48,7 @@ class ViewerSettings:
     decoded_cache_bytes: int = 256 * 1024 * 1024   # OpenSlide's decoded slide tiles, all slides together
     direct_jpeg: bool = True               # JPEG-tiled TIFFs decoded from their tiles (ui.viewer.direct_tiles)
     direct_cache_bytes: int = 192 * 1024 * 1024    # ... and the slide tiles it decoded, all slides together
+    max_tile_read_px: int = 4096 * 4096    # pixels one tile may read (decoded); more: not drawn, "zoom in"
     handle_ttl_s: float = 7200.0           # a handle unused this long expires (the app passes its session TTL)
     max_handles_per_session: int = 4       # the oldest goes when a session opens more
     rate_per_s: float = 100.0              # requests per session per second, sustained ...

@@ -34,14 +34,18 @@ from PIL import Image, ImageDraw
 
 from modeling.slide.errors import MppError, SlideError, SlideReadError
 from modeling.slide.files import dicom_folder_entry
-from modeling.slide.reader import LEVEL_MATCH_TOLERANCE, open_slide
+from modeling.slide.reader import DIRECT_JPEG_VENDORS, LEVEL_MATCH_TOLERANCE, open_slide
 from ui.viewer.cache import TileCache
+from ui.viewer.shared import shared_cache, shared_plain_image
 from ui.viewer.settings import ViewerSettings
 
 log = logging.getLogger("wsi_llava.viewer")
 
 UNREADABLE_RGB = (190, 190, 190)
 MAX_BAD_TILES_KEPT = 100_000      # remembered unreadable tiles per slide (then: all further failures count only)
+
+
+TOO_LARGE = object()              # `_read`'s answer for a tile that would read more than max_tile_read_px
 
 
 class TileOutOfRange(ValueError):
@@ -104,25 +108,6 @@ def _deep_zoom_class():
     return FastDeepZoom
 
 
-_SHARED_CACHES: dict[tuple[str, int], object] = {}
-_SHARED_CACHES_LOCK = threading.Lock()
-
-
-def _shared_cache(kind: str, capacity_bytes: int):
-    """One cache of decoded slide tiles per kind and capacity, shared by every slide: "openslide" (given to
-    every OpenSlide handle; its own is 32 MiB per handle, ~128 tiles) or "direct" (the direct JPEG path's,
-    keyed by file identity)."""
-    with _SHARED_CACHES_LOCK:
-        if (kind, capacity_bytes) not in _SHARED_CACHES:
-            if kind == "openslide":
-                import openslide
-
-                _SHARED_CACHES[kind, capacity_bytes] = openslide.OpenSlideCache(capacity_bytes)
-            else:
-                _SHARED_CACHES[kind, capacity_bytes] = TileCache(capacity_bytes)
-        return _SHARED_CACHES[kind, capacity_bytes]
-
-
 class _Generation:
     """One OpenSlide (or ImageSlide) handle and the Deep Zoom generator over it."""
 
@@ -146,6 +131,7 @@ class TileSource:
         with open_slide(self.path, mpp_override=mpp_override) as slide:       # SlideError: unreadable file
             self.slide_info = slide.info()
             self._plain_image = slide.vendor == "image"
+            self._direct_vendor = slide.vendor in DIRECT_JPEG_VENDORS      # levels = the TIFF's pages, as stored
             try:
                 self.mpp: float | None = slide.mpp
             except MppError:
@@ -158,18 +144,19 @@ class TileSource:
         self._generation = self._open_generation()
         dz = self._generation.dz
         self._direct = None                         # the fast path for JPEG-tiled TIFFs (ui.viewer.direct_tiles)
-        if settings.direct_jpeg and not self._plain_image and not self.path.is_dir():
+        if settings.direct_jpeg and self._direct_vendor and not self.path.is_dir():
             from ui.viewer.direct_tiles import DirectTiles
 
             osr = self._generation.osr
             self._direct = DirectTiles.open(self._target, osr.level_dimensions, osr.level_downsamples,
-                                            _shared_cache("direct", settings.direct_cache_bytes), self._identity)
+                                            shared_cache("direct", settings.direct_cache_bytes), self._identity)
         self.level_count: int = dz.level_count
         self.level_tiles: tuple[tuple[int, int], ...] = tuple(tuple(t) for t in dz.level_tiles)
         self.level_dimensions: tuple[tuple[int, int], ...] = tuple(tuple(d) for d in dz.level_dimensions)
         self.dimensions: tuple[int, int] = self.level_dimensions[-1]          # level-0 (width, height)
         self._bad: set[tuple[int, int, int]] = set()
         self._failures: Counter[int] = Counter()                               # Deep Zoom level -> tiles
+        self._too_large: Counter[int] = Counter()                              # ... not drawn: too costly
         self._last_error: str | None = None
         self.broken: str | None = None                                          # the handle cannot be reopened
         self._grey: dict[tuple[int, int], bytes] = {}
@@ -180,14 +167,10 @@ class TileSource:
 
         try:
             if self._plain_image:
-                image = Image.open(self._target)
-                image.load()
-                if image.mode not in ("RGB", "RGBA"):
-                    image = image.convert("RGBA")
-                osr = openslide.ImageSlide(image)
+                osr = openslide.ImageSlide(shared_plain_image(self._target, self._identity[0]))
             else:
                 osr = openslide.OpenSlide(str(self._target))
-                osr.set_cache(_shared_cache("openslide", self.settings.decoded_cache_bytes))
+                osr.set_cache(shared_cache("openslide", self.settings.decoded_cache_bytes))
             dz = _deep_zoom_class()(_TolerantLevels(osr), tile_size=self.settings.tile_size_px,
                                     overlap=self.settings.overlap_px, limit_bounds=False)
         except Exception as exc:  # OpenSlideError, OSError, PIL errors: re-raised as SlideReadError
@@ -235,6 +218,10 @@ class TileSource:
         if data is not None:
             return Tile(data, "ok")
         image = self._read(generation, level, col, row)
+        if image is TOO_LARGE:
+            with self._lock:
+                self._too_large[level] += 1
+            return self._unreadable_tile(generation, address)
         if image is None:
             self._note_failure(address)
             return self._unreadable_tile(generation, address)
@@ -249,7 +236,12 @@ class TileSource:
         return generation
 
     def _read(self, generation: _Generation, level: int, col: int, row: int) -> Image.Image | None:
-        if self._direct is not None:
+        (_, _, (width, height)), _ = generation.dz._get_tile_info(level, (col, row))
+        cap = self.settings.max_tile_read_px
+        direct_ok = self._direct is not None and self._direct.plan(generation.dz, level, (col, row)).decoded_px <= cap
+        if not direct_ok and width * height > cap:
+            return TOO_LARGE                       # the slide has no level small enough: one tile would read it all
+        if direct_ok:
             try:
                 image = self._direct.tile(generation.dz, level, (col, row))
             except Exception as exc:  # noqa: BLE001 - a bug of the fast path must not cost the tile: OpenSlide reads it
@@ -258,6 +250,8 @@ class TileSource:
                 image = None
             if image is not None:
                 return image
+            if width * height > cap:
+                return TOO_LARGE
         try:
             return generation.dz.get_tile(level, (col, row))
         except Exception as exc:  # noqa: BLE001 - OpenSlideError, ctypes, PIL decode errors: the tile is unreadable
@@ -302,6 +296,7 @@ class TileSource:
         """What the viewer should say about this slide's tiles (JSON-ready)."""
         with self._lock:
             failures = dict(sorted(self._failures.items()))
+            too_large = sorted(self._too_large)
         message = ""
         if self.broken:
             message = "The slide file can no longer be read; the tiles already shown are all there is."
@@ -309,13 +304,22 @@ class TileSource:
             levels = ", ".join(f"level {level}: {count}" for level, count in failures.items())
             message = (f"{sum(failures.values())} tile(s) could not be read from the file and are shown grey "
                        f"(Deep Zoom {levels}); the file may have corrupt or missing tiles.")
+        if too_large and not self.broken:
+            message = (message + " " if message else "") + (
+                f"The coarsest views (Deep Zoom level {', '.join(map(str, too_large))}) are not drawn: the file has "
+                "no reduced level small enough, and one tile there would read the whole slide. Zoom in.")
         return {"unreadable_tiles": sum(failures.values()), "unreadable_by_level": failures,
-                "broken": bool(self.broken), "message": message}
+                "not_drawn_levels": too_large, "broken": bool(self.broken), "message": message}
 
     def overview_png(self, max_size_px: int) -> bytes:
         """A PNG overview (the viewer's fallback); a grey image with no slide pixels when it cannot be read."""
         try:
-            image = self._current().osr.get_thumbnail((max_size_px, max_size_px)).convert("RGB")
+            osr = self._current().osr
+            level = osr.get_best_level_for_downsample(max(self.dimensions) / max_size_px)
+            if osr.level_dimensions[level][0] * osr.level_dimensions[level][1] > 4 * self.settings.max_tile_read_px:
+                raise SlideReadError(f"no reduced level small enough for an overview (level {level}: "
+                                     f"{osr.level_dimensions[level]} px)")
+            image = osr.get_thumbnail((max_size_px, max_size_px)).convert("RGB")
         except SourceClosed:
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt tile in the coarsest level: a grey overview
