@@ -294,8 +294,10 @@ def _finish(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge 
     atomic_write_jsonl(config.out_dir / SCORES_FILE, redact.value(rows))
     atomic_write_json(config.out_dir / SUMMARY_JSON, summary)
     atomic_write_text(config.out_dir / SUMMARY_MD, redact(render_summary_md(summary)))
-    for journal in shards.files if shards else score_shards.journal_paths(config.out_dir, JOURNAL_FILE):
-        journal.unlink(missing_ok=True)
+    done = shards.files if shards else (score_shards.journal_paths(config.out_dir, JOURNAL_FILE)
+                                        + score_shards.stats_paths(config.out_dir))   # one process: every one
+    for path in done:
+        path.unlink(missing_ok=True)
     return summary
 
 

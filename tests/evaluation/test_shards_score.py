@@ -81,9 +81,12 @@ def test_failed_rows_of_another_shard_are_listed_not_waited_for(tmp_path):
     assert "waiting" not in summary and summary["run"]["n_judged"] == 5           # 3 failed + 2
     # shard 0's failed judgements (both metrics of its 3 items) are listed, to retry with a re-run
     assert len(summary["failures"]) == 6 and len({f["question_id"] for f in summary["failures"]}) == 3
+    (out / "scores.partial.shard-1-of-3.jsonl").write_text("")          # a stale journal and usage of 3 shards
+    (out / "judge_stats.shard-1-of-3.json").write_text("{}")
     again = run_scoring(ScoreConfig(predictions=preds, out_dir=out, judge=JudgeConfig(name="offline")),
                         emit=lambda m: None)
     assert not again["failures"] and again["run"]["n_judged"] == 3 and again["run"]["n_reused"] == 2
+    assert not list(out.glob("*.shard-*"))                              # one process merges and removes them all
 
 
 def test_each_shard_has_its_own_judge_cache(tmp_path):
