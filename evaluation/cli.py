@@ -123,8 +123,9 @@ def _score(args) -> int:
         print(json.dumps(result, indent=1))
         return 0
     if result.get("waiting"):       # a shard done with its share while others still judge theirs
+        still = f" ({len(result['still_judging'])} shard(s) still judging)" if result["still_judging"] else ""
         print(f"shard {result['shard']}: judged {result['n_judged']} items; {result['n_waiting']} wait for other "
-              f"shards; the last shard to finish writes {args.out / 'summary.json'}")
+              f"shards{still}; the last shard to finish writes {args.out / 'summary.json'}")
         return 0
     overall, inputs = result["overall"], result["inputs"]
     cells = [f"{name} {block['mean']:.3f}" for name, block in (("WSI-P", overall["wsi_precision"]),

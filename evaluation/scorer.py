@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -102,17 +103,19 @@ class _Progress:
                       f"{rate:.1f} items/s")
 
 
-def _previous_rows(out_dir: Path, complete_only: bool = True) -> dict[tuple[str, str], dict]:
-    """Rows of an earlier run (final file, then the journals, later lines winning) that may be reused; with
-    `complete_only` False also failed ones, where an item has no finished row (a sharded merge lists them)."""
-    rows = []
-    for path in [out_dir / SCORES_FILE] + score_shards.journal_paths(out_dir, JOURNAL_FILE):
-        rows += read_journal(path)[0]
+def _previous_rows(out_dir: Path, failed_from: set[Path] | None = None,
+                   journals: list[Path] | None = None) -> dict[tuple[str, str], dict]:
+    """Rows of an earlier run (final file, then the `journals` (default: every one), later lines winning) that
+    may be reused: finished ones, and where an item has none, a failed one found in `failed_from` (a sharded
+    merge lists those as failed)."""
     reusable = {}
-    for row in rows:
-        if row.get("schema") == SCORES_SCHEMA and "fingerprint" in row:
+    for path in [out_dir / SCORES_FILE] + (journals or score_shards.journal_paths(out_dir, JOURNAL_FILE)):
+        for row in read_journal(path)[0]:
+            if row.get("schema") != SCORES_SCHEMA or "fingerprint" not in row:
+                continue
             key = (row.get("task"), row.get("question_id"))
-            if is_complete(row) or not (complete_only or (key in reusable and is_complete(reusable[key]))):
+            if is_complete(row) or (failed_from and path in failed_from
+                                    and not (key in reusable and is_complete(reusable[key]))):
                 reusable[key] = row
     return reusable
 
@@ -229,19 +232,34 @@ def _score(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge |
     new_rows = _judge_into_journal(config, judge, to_judge, version, redact, emit)
     if config.resolved_shard.count == 1:
         return _finish(config, items, report, judge, reused, new_rows, version, to_judge, started, redact)
-    with score_shards.merge_lock(config.out_dir):       # the last shard to finish writes the result
-        merged = _matching(open_items, _previous_rows(config.out_dir, complete_only=False), judge)
+    return _merge_shards(config, items, report, judge, new_rows, version, to_judge, started, redact)
+
+
+def _merge_shards(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge | None, new_rows: dict,
+                  version: str, to_judge: list[ScoringItem], started: float, redact: Redactor) -> dict:
+    """Under the merge lock: the final files once every open item has a row that counts (score_shards) and no
+    shard still appends to a journal; else a waiting report."""
+    open_items = [item for item in items if item.answer_format == "open"]
+    shard = config.resolved_shard
+    with score_shards.merge_lock(config.out_dir):
+        journals = score_shards.journal_paths(config.out_dir, JOURNAL_FILE)
+        busy = score_shards.busy(journals)
+        failed_from = score_shards.count_journals(config.out_dir, JOURNAL_FILE, shard)
+        merged = _matching(open_items, _previous_rows(config.out_dir, failed_from, journals), judge)
         reused = {key: row for key, row in merged.items() if key not in new_rows}
         waiting = [item for item in open_items if item.key not in new_rows and item.key not in reused]
-        if waiting:
-            return score_shards.waiting_report(config.resolved_shard, config.out_dir, len(to_judge), len(waiting),
-                                               len(items))
-        return _finish(config, items, report, judge, reused, new_rows, version, to_judge, started, redact)
+        if waiting or busy:
+            return score_shards.waiting_report(shard, config.out_dir, len(to_judge), len(waiting), len(items),
+                                               busy)
+        usage = score_shards.usage(config.out_dir, journals, [item.key for item in open_items])
+        return _finish(config, items, report, judge, reused, new_rows, version, to_judge, started, redact, usage)
 
 
 def _finish(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge | None, reused: dict,
-            new_rows: dict, version: str, to_judge: list[ScoringItem], started: float, redact: Redactor) -> dict:
-    """Every item's row (closed ones scored here), CIDEr, the summary; the final files; journals removed."""
+            new_rows: dict, version: str, to_judge: list[ScoringItem], started: float, redact: Redactor,
+            shards: score_shards.ShardUsage | None = None) -> dict:
+    """Every item's row (closed ones scored here), CIDEr, the summary; the final files; journals removed (of a
+    sharded run, `shards`: the files it read; its judge usage and counts are every shard's)."""
     rows = []
     for item in items:
         if item.answer_format != "open":
@@ -264,16 +282,22 @@ def _finish(config: ScoreConfig, items: list[ScoringItem], report, judge: Judge 
            "out_dir": str(config.out_dir), "workers": config.judge.workers, "tasks": config.tasks,
            "models": sorted({item.model for item in items if item.model}), "n_reused": len(reused),
            "n_judged": len(to_judge), "elapsed_s": round(time.monotonic() - started, 3)}
+    judge_stats = judge.stats() if judge else {}
+    if shards is not None:
+        run |= {"n_reused": shards.n_reused, "n_judged": shards.n_judged, "shards": shards.shards}
+        judge_stats = shards.judge_stats
     summary = summarize(rows, judge=judge.identity.to_dict() if judge else None,
-                        judge_stats=judge.stats() if judge else {}, run=run, inputs=report.to_dict(),
+                        judge_stats=judge_stats, run=run, inputs=report.to_dict(),
                         nlu_settings=nlu_metrics.settings() if any(r["nlu"] for r in rows) else None,
                         metric_version=version, table2_grouping=config.table2_grouping)
     summary = redact.value(summary)
     atomic_write_jsonl(config.out_dir / SCORES_FILE, redact.value(rows))
     atomic_write_json(config.out_dir / SUMMARY_JSON, summary)
     atomic_write_text(config.out_dir / SUMMARY_MD, redact(render_summary_md(summary)))
-    for journal in score_shards.journal_paths(config.out_dir, JOURNAL_FILE):
-        journal.unlink(missing_ok=True)
+    done = shards.files if shards else (score_shards.journal_paths(config.out_dir, JOURNAL_FILE)
+                                        + score_shards.stats_paths(config.out_dir))   # one process: every one
+    for path in done:
+        path.unlink(missing_ok=True)
     return summary
 
 
@@ -292,16 +316,22 @@ def _judge_into_journal(config: ScoreConfig, judge: Judge | None, to_judge: list
     progress = _Progress(len(to_judge), config.progress_every_s, emit)
     created = not config.out_dir.exists()
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    journal_path = score_shards.journal_path(config.out_dir, JOURNAL_FILE, config.resolved_shard)
+    shard = config.resolved_shard
+    journal_path = score_shards.journal_path(config.out_dir, JOURNAL_FILE, shard)
+    appending = score_shards.appending(config.out_dir, journal_path) if shard.count > 1 else nullcontext()
     try:
-        with JournalWriter(journal_path) as journal:
+        with appending, JournalWriter(journal_path) as journal:
             def on_result(item: ScoringItem, judgement: ItemJudgement) -> None:
                 row = open_row(item, judgement, judge.identity, *_nlu(item, config, version))
                 journal.write(redact.value(row))
                 new_rows[item.key] = row
                 progress.tick(not is_complete(row))
 
-            judge.judge(to_judge, on_result)
+            try:
+                judge.judge(to_judge, on_result)
+            finally:                # still appending: no merge takes this shard's journal before its usage
+                if shard.count > 1 and new_rows:
+                    score_shards.record_stats(config.out_dir, shard, len(new_rows), redact.value(judge.stats()))
     except BaseException:
         if journal_path.is_file() and journal_path.stat().st_size == 0:
             journal_path.unlink()

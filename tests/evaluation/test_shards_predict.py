@@ -1,5 +1,6 @@
 """`evaluate predict` sharded by --shard, RANK/WORLD_SIZE and SLURM job arrays: disjoint shares of the slides,
-resumable shard journals, one merged predictions file and summary equal to a one-process run."""
+resumable shard journals, one merged predictions file and summary equal to a one-process run; a one-process
+run after a sharded one merges the journals; --out names with glob characters; stale shard reports."""
 
 import json
 
@@ -105,3 +106,70 @@ def test_bad_shard_values_are_one_line_errors(setup, capsys, monkeypatch):
     assert predict(tmp_path / "p.jsonl") == 1
     err = capsys.readouterr().err
     assert "not one range" in err and "Traceback" not in err
+
+
+def test_one_process_run_after_an_interrupted_shard_merges_every_journal(setup, capsys, monkeypatch):
+    from common import journal
+
+    tmp_path, predict = setup
+    out = tmp_path / "p.jsonl"
+    assert predict(out, "--shard", "0/2") == 3                     # S5 (no inputs), S2, S4
+    first = len(rows(tmp_path / "p.shard-0-of-2.jsonl"))
+    original, written = journal.JournalWriter.write, []
+
+    def write_then_stop(self, row):                                # shard 1 preempted after its 2nd answer
+        original(self, row)
+        written.append(row)
+        if len(written) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal.JournalWriter, "write", write_then_stop)
+    assert predict(out, "--shard", "1/2") == 130
+    monkeypatch.setattr(journal.JournalWriter, "write", original)
+    assert len(rows(tmp_path / "p.shard-1-of-2.jsonl")) == 2
+    capsys.readouterr()
+    assert predict(out) == 3                                       # one process: the rest of shard 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_done_before"] == first + 2 and report["n_answered"] == 8 - first - 2
+    assert len(keyed(out)) == 8                                    # every answered item, the journals' too
+    summary = json.loads((tmp_path / "p.summary.json").read_text())
+    assert summary["merged"] and summary["n_predicted"] == 8 and summary["n_remaining"] == 2
+    assert [m["image"] for m in summary["missing_inputs"]] == ["TCGA-BRCA/S5.pt"] * 2
+
+
+def test_an_out_name_with_glob_characters_merges_and_resumes(setup, capsys):
+    tmp_path, predict = setup
+    out = tmp_path / "preds[a].jsonl"
+    assert [predict(out, "--shard", f"{index}/2") for index in range(2)] == [3, 0]     # S5 is shard 0's
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "preds[a].summary.json").read_text())
+    assert len(keyed(out)) == 8 and summary["n_predicted"] == 8 and len(summary["shards"]) == 2
+    assert predict(out, "--shard", "0/2") == 3                    # resumes from its own journal
+    again = json.loads(capsys.readouterr().out)
+    assert again["n_answered"] == 0 and again["n_done_before"] == len(rows(tmp_path / "preds[a].shard-0-of-2.jsonl"))
+    assert len(keyed(out)) == 8
+
+
+def test_the_merged_summary_lists_each_open_item_as_its_newest_report_says(setup, capsys):
+    tmp_path, predict = setup
+    out = tmp_path / "p.jsonl"
+    for index in range(2):
+        predict(out, "--shard", f"{index}/2")                      # S5: no inputs
+    (tmp_path / "features" / "TCGA-BRCA").mkdir(exist_ok=True)
+    (tmp_path / "features" / "TCGA-BRCA" / "S5.pt").write_bytes(b"not a tensor")    # present now, unreadable
+    for index in range(3):
+        predict(out, "--shard", f"{index}/3")
+    summary = json.loads((tmp_path / "p.summary.json").read_text())
+    assert summary["n_remaining"] == 2 and summary["n_failed"] == 2 and summary["n_missing_inputs"] == 0
+    assert summary["missing_inputs"] == [] and {f["image"] for f in summary["failures"]} == {"TCGA-BRCA/S5.pt"}
+
+
+def test_a_settings_clash_names_the_shard_journal_that_holds_the_rows(setup, capsys):
+    tmp_path, predict = setup
+    out = tmp_path / "p.jsonl"
+    assert predict(out, "--shard", "0/2") == 3
+    out.unlink()                                                   # deleting --out alone does not start over
+    capsys.readouterr()
+    assert predict(out, "--max-new-tokens", "5") == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "p.shard-0-of-2.jsonl") in err and "Traceback" not in err
