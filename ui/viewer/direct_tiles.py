@@ -83,9 +83,10 @@ class DirectTiles:
                                and page.tile_h % r == 0])
         return _Plan(slide_level, page, x, y, width, height, reduction, tuple(z_size))
 
-    def tile(self, dz, level: int, address: tuple[int, int]) -> Image.Image | None:
-        """The Deep Zoom tile `address` of `level` of generator `dz` (over the same slide), or None."""
-        plan = self.plan(dz, level, address)
+    def tile(self, dz, level: int, address: tuple[int, int], plan: _Plan | None = None) -> Image.Image | None:
+        """The Deep Zoom tile `address` of `level` of generator `dz` (over the same slide), or None; `plan`:
+        `self.plan(dz, level, address)` when the caller has it already."""
+        plan = plan or self.plan(dz, level, address)
         page, x, y, r = plan.page, plan.x, plan.y, plan.reduction
         cols = (x // page.tile_w, -(-(x + plan.width) // page.tile_w))
         rows = (y // page.tile_h, -(-(y + plan.height) // page.tile_h))

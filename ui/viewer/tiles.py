@@ -238,12 +238,13 @@ class TileSource:
     def _read(self, generation: _Generation, level: int, col: int, row: int) -> Image.Image | None:
         (_, _, (width, height)), _ = generation.dz._get_tile_info(level, (col, row))
         cap = self.settings.max_tile_read_px
-        direct_ok = self._direct is not None and self._direct.plan(generation.dz, level, (col, row)).decoded_px <= cap
+        plan = self._direct.plan(generation.dz, level, (col, row)) if self._direct is not None else None
+        direct_ok = plan is not None and plan.decoded_px <= cap
         if not direct_ok and width * height > cap:
             return TOO_LARGE                       # the slide has no level small enough: one tile would read it all
         if direct_ok:
             try:
-                image = self._direct.tile(generation.dz, level, (col, row))
+                image = self._direct.tile(generation.dz, level, (col, row), plan)
             except Exception as exc:  # noqa: BLE001 - a bug of the fast path must not cost the tile: OpenSlide reads it
                 log.warning("viewer: %s: direct JPEG read of tile %s failed (%s)", self.path.name,
                             (level, col, row), exc)
