@@ -66,3 +66,15 @@ def own_rows(predictions: dict | None = None) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def write_released_tokens(root: Path, *slides: str, seeded: bool = False) -> Path:
+    """Released-layout slide tokens of the tiny model (`ROOT/<project>/<slide>.pt`, (576-like, dim), unpadded)
+    for each "TCGA-XX/S1"-style slide; `seeded`: each slide its own random tokens (seed = its position)."""
+    from tests.helpers.tiny_models import TINY_NUM_SLIDE_TOKENS, TINY_SLIDE_TOKEN_DIM, write_slide_tokens_pt
+
+    for seed, slide in enumerate(slides):
+        (root / slide).parent.mkdir(parents=True, exist_ok=True)
+        write_slide_tokens_pt(root / f"{slide}.pt", num_tokens=TINY_NUM_SLIDE_TOKENS, dim=TINY_SLIDE_TOKEN_DIM,
+                              padded_from=None, **({"seed": seed} if seeded else {}))
+    return root

@@ -6,23 +6,15 @@ import pytest
 
 from evaluation.cli import main
 from evaluation.predictions import load_predictions
-from tests.evaluation.fixtures import write_benchmark
-from tests.helpers.tiny_models import (
-    TINY_NUM_SLIDE_TOKENS,
-    TINY_SLIDE_TOKEN_DIM,
-    save_tiny_checkpoint,
-    write_slide_tokens_pt,
-)
+from tests.evaluation.fixtures import write_benchmark, write_released_tokens
+from tests.helpers.tiny_models import save_tiny_checkpoint
 
 
 def test_predict_writes_rows_reports_missing_inputs_and_resumes(tmp_path, capsys):
     bench = write_benchmark(tmp_path / "bench")
     checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
-    features = tmp_path / "features"
-    (features / "TCGA-XX").mkdir(parents=True)
-    for slide in ("S1", "S2"):     # S3, S4 (LLaVA files) and S5 (official JSONL) have no slide inputs
-        write_slide_tokens_pt(features / "TCGA-XX" / f"{slide}.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
-                              dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    # S3, S4 (LLaVA files) and S5 (official JSONL) have no slide inputs
+    features = write_released_tokens(tmp_path / "features", "TCGA-XX/S1", "TCGA-XX/S2")
     out = tmp_path / "preds.jsonl"
     args = ["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
             "--out", str(out), "--max-new-tokens", "3", "--device", "cpu"]
@@ -74,10 +66,7 @@ def test_predict_profile_template_and_seed_are_options_and_recorded(tmp_path, ca
     """Sampling is seeded per answer: the same run twice gives the same answers."""
     bench = write_benchmark(tmp_path / "bench")
     checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
-    features = tmp_path / "features"
-    (features / "TCGA-XX").mkdir(parents=True)
-    write_slide_tokens_pt(features / "TCGA-XX" / "S1.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
-                          dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    features = write_released_tokens(tmp_path / "features", "TCGA-XX/S1")
     answers = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.jsonl"
@@ -110,10 +99,7 @@ def test_too_long_questions_are_failed_items_in_the_summary_not_a_crash(tmp_path
         for qid, question in questions.items()]
     (bench / "Grading_test.json").write_text(json.dumps(records), encoding="utf-8")
     checkpoint = save_tiny_checkpoint(tmp_path / "ckpt", text_overrides={"max_position_embeddings": 512})
-    features = tmp_path / "features"
-    (features / "TCGA-XX").mkdir(parents=True)
-    write_slide_tokens_pt(features / "TCGA-XX" / "S1.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
-                          dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    features = write_released_tokens(tmp_path / "features", "TCGA-XX/S1")
     out = tmp_path / "preds.jsonl"
     assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),
                  "--out", str(out), "--max-new-tokens", "3", "--device", "cpu", "--batch-size", batch_size]) == 3

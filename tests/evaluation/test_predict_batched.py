@@ -11,9 +11,8 @@ from modeling.batch_generation import BatchRequest, generate_batch
 from modeling.errors import ModelError
 from modeling.generation_settings import GenerationSettings
 from modeling.inference import SlideChatSession
-from tests.evaluation.fixtures import write_benchmark
+from tests.evaluation.fixtures import write_benchmark, write_released_tokens
 from tests.helpers.tiny_models import (
-    TINY_NUM_SLIDE_TOKENS,
     TINY_SLIDE_TOKEN_DIM,
     random_slide_inputs,
     save_tiny_checkpoint,
@@ -112,12 +111,7 @@ def _predict(tmp_path, features, name, *extra):
 def test_predict_batch_size_writes_the_rows_of_one_at_a_time(tmp_path, capsys):
     write_benchmark(tmp_path / "bench")
     save_tiny_checkpoint(tmp_path / "ckpt")
-    features = tmp_path / "features"
-    (features / "TCGA-XX").mkdir(parents=True)
-    (features / "TCGA-BRCA").mkdir()
-    for seed, slide in enumerate(("TCGA-XX/S1", "TCGA-XX/S2", "TCGA-BRCA/S5")):
-        write_slide_tokens_pt(features / f"{slide}.pt", num_tokens=TINY_NUM_SLIDE_TOKENS, dim=TINY_SLIDE_TOKEN_DIM,
-                              padded_from=None, seed=seed)
+    features = write_released_tokens(tmp_path / "features", "TCGA-XX/S1", "TCGA-XX/S2", "TCGA-BRCA/S5", seeded=True)
     write_slide_tokens_pt(features / "TCGA-XX" / "S3.pt", num_tokens=3, dim=TINY_SLIDE_TOKEN_DIM)  # unusable
     code, one = _predict(tmp_path, features, "one")
     assert code == 3                                   # one failed, one without inputs

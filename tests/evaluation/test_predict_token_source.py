@@ -3,23 +3,17 @@
 import json
 
 from evaluation.cli import main
-from tests.evaluation.fixtures import write_benchmark
+from tests.evaluation.fixtures import write_benchmark, write_released_tokens
 from tests.helpers.tiny_models import (
-    TINY_NUM_SLIDE_TOKENS,
-    TINY_SLIDE_TOKEN_DIM,
     save_tiny_checkpoint,
     write_features_h5,
-    write_slide_tokens_pt,
 )
 
 
 def test_every_prediction_row_records_its_slide_token_source(tmp_path, capsys):
     bench = write_benchmark(tmp_path / "bench")
     checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
-    features = tmp_path / "features"
-    (features / "TCGA-XX").mkdir(parents=True)
-    write_slide_tokens_pt(features / "TCGA-XX" / "S1.pt", num_tokens=TINY_NUM_SLIDE_TOKENS,
-                          dim=TINY_SLIDE_TOKEN_DIM, padded_from=None)
+    features = write_released_tokens(tmp_path / "features", "TCGA-XX/S1")
     write_features_h5(features / "TCGA-XX" / "S2.h5", n_tiles=30, dim=16)
     out = tmp_path / "preds.jsonl"
     assert main(["predict", "--model", str(checkpoint), "--benchmark", str(bench), "--features-root", str(features),

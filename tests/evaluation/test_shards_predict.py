@@ -8,8 +8,8 @@ import pytest
 
 from common.shards import SLURM_VARIABLES
 from evaluation.cli import main
-from tests.evaluation.fixtures import write_benchmark
-from tests.helpers.tiny_models import TINY_NUM_SLIDE_TOKENS, TINY_SLIDE_TOKEN_DIM, save_tiny_checkpoint, write_slide_tokens_pt
+from tests.evaluation.fixtures import write_benchmark, write_released_tokens
+from tests.helpers.tiny_models import save_tiny_checkpoint
 
 SLIDES = ("TCGA-XX/S1", "TCGA-XX/S2", "TCGA-XX/S3", "TCGA-XX/S4", "TCGA-BRCA/S5")
 
@@ -20,11 +20,7 @@ def setup(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     write_benchmark(tmp_path / "bench")
     save_tiny_checkpoint(tmp_path / "ckpt")
-    features = tmp_path / "features"
-    for seed, slide in enumerate(SLIDES[:4]):       # S5 has no inputs: a missing item in every run
-        (features / slide).parent.mkdir(parents=True, exist_ok=True)
-        write_slide_tokens_pt(features / f"{slide}.pt", num_tokens=TINY_NUM_SLIDE_TOKENS, dim=TINY_SLIDE_TOKEN_DIM,
-                              padded_from=None, seed=seed)
+    features = write_released_tokens(tmp_path / "features", *SLIDES[:4], seeded=True)   # S5: no inputs, ever
 
     def predict(out, *extra):
         return main(["predict", "--model", str(tmp_path / "ckpt"), "--benchmark", str(tmp_path / "bench"),
