@@ -15,6 +15,9 @@ def test_one_rule_for_what_is_a_hub_id(text, expected):
     assert looks_like_hub_id(text) is expected
 
 
+GATED = "gated-lab/gated-model"
+
+
 def test_an_existing_folder_is_never_a_hub_id(tmp_path, monkeypatch):
     (tmp_path / "org" / "name").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
@@ -22,19 +25,21 @@ def test_an_existing_folder_is_never_a_hub_id(tmp_path, monkeypatch):
 
 
 def test_missing_gated_and_private_repos_give_clear_errors_of_the_callers_type(hub):
-    hub.state.upload("prov-gigapath/prov-gigapath", {"config.json": "{}"}, owner="prov-gigapath", gated=True)
+    # not a real model's id: the download lands in this worker's HF cache, where the tile-encoder tests would
+    # then find a config.json that is not Prov-GigaPath's
+    hub.state.upload(GATED, {"config.json": "{}"}, owner="gated-lab", gated=True)
     with pytest.raises(HubError, match="gated.*HF_TOKEN"):
-        hub_download("prov-gigapath/prov-gigapath", "config.json")
+        hub_download(GATED, "config.json")
     with pytest.raises(ModelError, match="gated.*HF_TOKEN.*or pass PATH") as caught:
-        hub_download("prov-gigapath/prov-gigapath", "config.json", error=ModelError, hint="or pass PATH")
+        hub_download(GATED, "config.json", error=ModelError, hint="or pass PATH")
     assert caught.value.__cause__ is not None                       # chained to huggingface_hub's error
-    hub.state.grant("prov-gigapath/prov-gigapath", "tester")
-    assert hub_download("prov-gigapath/prov-gigapath", "config.json")
+    hub.state.grant(GATED, "tester")
+    assert hub_download(GATED, "config.json")
     hub.state.upload("someone/secret", {"config.json": "{}"}, owner="someone", private=True)
     with pytest.raises(ModelError, match="no such Hub repository, or it is private"):
         hub_download("someone/secret", "config.json", error=ModelError)
     with pytest.raises(HubError, match="has no file 'slide_encoder.pth'"):
-        hub_download("prov-gigapath/prov-gigapath", "slide_encoder.pth")
+        hub_download(GATED, "slide_encoder.pth")
     with pytest.raises(HubError, match="no such Hub dataset"):
         hub_snapshot("nobody/bench", repo_type="dataset")
 
