@@ -21,9 +21,14 @@ Where the share comes from, first match wins:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+SHARD_TAG_GLOB = "shard-*-of-*"          # every `Shard.tag`, of any count
 
 SLURM_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
                    "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP")
@@ -46,6 +51,11 @@ class Shard:
     @property
     def label(self) -> str:
         return f"{self.index}/{self.count}"
+
+    @property
+    def tag(self) -> str:
+        """How this share's files are named: "shard-<i>-of-<n>" (`SHARD_TAG_GLOB` finds every n's)."""
+        return f"shard-{self.index}-of-{self.count}"
 
     def select(self, items: Sequence) -> list:
         return list(items[self.index::self.count])
@@ -112,9 +122,19 @@ def _slurm_shard(environ: Mapping[str, str]) -> tuple[int, int] | None:
     return (task_id - low) // step, count
 
 
-def resolve_shard(flag: str | None, environ: Mapping[str, str] | None = None) -> Shard:
-    """This process's share (see the module docstring for the order); raises `ShardError`."""
-    environ = os.environ if environ is None else environ
+def resolve_shard(flag: str | None, environ: Mapping[str, str] | None = None,
+                  error: type[Exception] = ShardError) -> Shard:
+    """This process's share (see the module docstring for the order); a bad value raises `error` (a
+    package's own type; `ShardError` by default) with the message that says the fix."""
+    try:
+        return _resolve_shard(flag, os.environ if environ is None else environ)
+    except ShardError as exc:
+        if error is ShardError:
+            raise
+        raise error(str(exc)) from exc
+
+
+def _resolve_shard(flag: str | None, environ: Mapping[str, str]) -> Shard:
     if flag:
         return _flag_shard(flag)
     torch, slurm = _torch_shard(environ), _slurm_shard(environ)
@@ -137,3 +157,27 @@ def default_device(environ: Mapping[str, str] | None = None) -> str:
         return "cpu"
     environ = os.environ if environ is None else environ
     return f"cuda:{int(environ.get('LOCAL_RANK', '0') or 0) % torch.cuda.device_count()}"
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Held by the one share that merges the shares' files at a time (flock on `path`, created if absent)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_part(path: Path) -> dict:
+    """A share's JSON record (a summary part, a report, a stats file) as a dict; {} when it is missing or cannot
+    be read (not UTF-8, not JSON, too deep, not an object): a merge goes on with the shares it can read."""
+    from common.text_files import read_json
+
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

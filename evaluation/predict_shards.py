@@ -20,18 +20,16 @@ at the same time.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import glob
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from common import shards
 from common.atomic import atomic_write_json, atomic_write_jsonl
 from common.journal import read_journal
-from common.shards import Shard
+from common.shards import SHARD_TAG_GLOB, Shard
 from evaluation.errors import EvaluationError
 
 MERGED_SUMMARY_SCHEMA = "wsi-llava.evaluation.predict-summary/1"
@@ -39,10 +37,7 @@ MERGED_SUMMARY_SCHEMA = "wsi-llava.evaluation.predict-summary/1"
 
 def resolve(flag: str | None) -> Shard:
     """This process's share; bad `--shard` values or environments are EvaluationErrors (one-line messages)."""
-    try:
-        return shards.resolve_shard(flag)
-    except shards.ShardError as exc:
-        raise EvaluationError(str(exc)) from exc
+    return shards.resolve_shard(flag, error=EvaluationError)
 
 
 def shard_items(items: Sequence, shard: Shard) -> list:
@@ -55,16 +50,16 @@ def shard_items(items: Sequence, shard: Shard) -> list:
 
 def journal_path(out: Path, shard: Shard) -> Path:
     """Where this shard appends its rows: `--out` itself for one shard, else its own journal beside it."""
-    return out if shard.count == 1 else out.with_name(f"{out.stem}.shard-{shard.index}-of-{shard.count}.jsonl")
+    return out if shard.count == 1 else out.with_name(f"{out.stem}.{shard.tag}.jsonl")
 
 
 def shard_summary_path(out: Path, shard: Shard) -> Path:
-    return out.with_name(f"{out.stem}.shard-{shard.index}-of-{shard.count}.summary.json")
+    return out.with_name(f"{out.stem}.{shard.tag}.summary.json")
 
 
 def shard_journals(out: Path) -> list[Path]:
     """Every shard journal beside `--out` (any n); `--out`'s name is matched literally (`[`, `*` included)."""
-    return sorted(out.parent.glob(f"{glob.escape(out.stem)}.shard-*-of-*.jsonl"))
+    return sorted(out.parent.glob(f"{glob.escape(out.stem)}.{SHARD_TAG_GLOB}.jsonl"))
 
 
 def journal_paths(out: Path) -> list[Path]:
@@ -89,15 +84,9 @@ def row_key(row: dict) -> tuple[str, str] | None:
     return None
 
 
-@contextlib.contextmanager
-def merge_lock(out: Path) -> Iterator[None]:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(f".{out.stem}.merge.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def merge_lock(out: Path):
+    """Held by the one shard that merges at a time."""
+    return shards.exclusive_lock(out.with_name(f".{out.stem}.merge.lock"))
 
 
 def _merged_rows(out: Path, items: Sequence) -> tuple[list[dict], int]:
@@ -114,13 +103,8 @@ def _merged_rows(out: Path, items: Sequence) -> tuple[list[dict], int]:
 
 
 def _shard_reports(out: Path) -> list[dict]:
-    reports = []
-    for path in sorted(out.parent.glob(f"{glob.escape(out.stem)}.shard-*-of-*.summary.json")):
-        with contextlib.suppress(OSError, json.JSONDecodeError):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                reports.append(data)
-    return reports
+    paths = sorted(out.parent.glob(f"{glob.escape(out.stem)}.{SHARD_TAG_GLOB}.summary.json"))
+    return [report for report in map(shards.read_part, paths) if report]
 
 
 def _still_open(reports: list[dict], pending: set) -> tuple[list[dict], list[dict]]:

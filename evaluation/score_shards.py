@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from common.atomic import atomic_write_json
 from common.journal import read_journal
-from common.shards import Shard
-from evaluation.predict_shards import resolve  # noqa: F401  (one reading of --shard for predict and score)
+from common import shards
+from common.shards import SHARD_TAG_GLOB, Shard
 
 LOCK_FILE = ".score.lock"
 STATS_STEM = "judge_stats"
@@ -43,7 +42,7 @@ def journal_path(out_dir: Path, journal_file: str, shard: Shard) -> Path:
     if shard.count == 1:
         return out_dir / journal_file
     stem = journal_file.removesuffix(".jsonl")
-    return out_dir / f"{stem}.shard-{shard.index}-of-{shard.count}.jsonl"
+    return out_dir / f"{stem}.{shard.tag}.jsonl"
 
 
 def count_journals(out_dir: Path, journal_file: str, shard: Shard) -> set[Path]:
@@ -56,7 +55,7 @@ def count_journals(out_dir: Path, journal_file: str, shard: Shard) -> set[Path]:
 def journal_paths(out_dir: Path, journal_file: str) -> list[Path]:
     """The one-process journal and every shard journal (any n) in `out_dir`."""
     stem = journal_file.removesuffix(".jsonl")
-    return [out_dir / journal_file] + sorted(out_dir.glob(f"{stem}.shard-*-of-*.jsonl"))
+    return [out_dir / journal_file] + sorted(out_dir.glob(f"{stem}.{SHARD_TAG_GLOB}.jsonl"))
 
 
 def cache_name(cache_file: str, shard: Shard) -> str:
@@ -65,7 +64,7 @@ def cache_name(cache_file: str, shard: Shard) -> str:
     if shard.count == 1:
         return cache_file
     stem, dot, suffix = cache_file.rpartition(".")
-    return f"{stem}.shard-{shard.index}-of-{shard.count}{dot}{suffix}"
+    return f"{stem}.{shard.tag}{dot}{suffix}"
 
 
 def share(shard: Shard, open_items: Sequence) -> set:
@@ -73,15 +72,9 @@ def share(shard: Shard, open_items: Sequence) -> set:
     return {item.key for item in shard.select(list(open_items))}
 
 
-@contextlib.contextmanager
-def merge_lock(out_dir: Path) -> Iterator[None]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def merge_lock(out_dir: Path):
+    """Held by the one shard that merges at a time."""
+    return shards.exclusive_lock(out_dir / LOCK_FILE)
 
 
 def waiting_report(shard: Shard, out_dir: Path, n_judged: int, n_waiting: int, n_items: int,
@@ -123,20 +116,12 @@ def busy(paths: Sequence[Path]) -> list[Path]:
 
 
 def stats_path(out_dir: Path, shard: Shard) -> Path:
-    return out_dir / f"{STATS_STEM}.shard-{shard.index}-of-{shard.count}.json"
+    return out_dir / f"{STATS_STEM}.{shard.tag}.json"
 
 
 def stats_paths(out_dir: Path) -> list[Path]:
     """Every shard's stats file (any n) in `out_dir`."""
-    return sorted(out_dir.glob(f"{STATS_STEM}.shard-*-of-*.json"))
-
-
-def _read_json(path: Path) -> dict:
-    with contextlib.suppress(OSError, json.JSONDecodeError):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            return data
-    return {}
+    return sorted(out_dir.glob(f"{STATS_STEM}.{SHARD_TAG_GLOB}.json"))
 
 
 def add_stats(values: list[dict]) -> dict:
@@ -160,7 +145,7 @@ def record_stats(out_dir: Path, shard: Shard, n_judged: int, stats: dict) -> Non
     the merge lock: re-runs of a shard add up)."""
     with merge_lock(out_dir):
         path = stats_path(out_dir, shard)
-        before = _read_json(path)
+        before = shards.read_part(path)
         atomic_write_json(path, {"shard": shard.label, "runs": int(before.get("runs", 0)) + 1,
                                  "n_judged": int(before.get("n_judged", 0)) + n_judged,
                                  "judge_stats": add_stats([before.get("judge_stats", {}), stats])})
@@ -180,7 +165,7 @@ class ShardUsage:
 def usage(out_dir: Path, journals: list[Path], open_keys: list[tuple[str, str]]) -> ShardUsage:
     """Every stats file in `out_dir`, summed; `files` are those and the `journals` read (removed by the merge)."""
     paths = stats_paths(out_dir)
-    records = [_read_json(path) for path in paths]
+    records = [shards.read_part(path) for path in paths]
     judged = {(row.get("task"), row.get("question_id")) for path in journals for row in read_journal(path)[0]}
     return ShardUsage(judge_stats=add_stats([record.get("judge_stats", {}) for record in records]),
                       n_judged=sum(int(record.get("n_judged", 0)) for record in records),

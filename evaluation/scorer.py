@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from common.shards import resolve_shard
 from evaluation import nlu_metrics, score_shards
 from evaluation.errors import EvaluationError
 from common.journal import JournalWriter, read_journal
@@ -73,7 +74,7 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         get_grouping(self.table2_grouping)            # an unknown name is refused before any work
-        self.resolved_shard = score_shards.resolve(self.shard)
+        self.resolved_shard = resolve_shard(self.shard, error=EvaluationError)
         self.predictions, self.out_dir = Path(self.predictions), Path(self.out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise EvaluationError(f"--out {self.out_dir}: exists and is not a folder.")

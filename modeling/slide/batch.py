@@ -16,9 +16,6 @@ failures under --skip-errors; 130 interrupted.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import sys
 import time
 import traceback
@@ -47,10 +44,7 @@ class UsageError(Exception):
 def resolve_shard(flag: str | None, environ=None) -> Shard:
     """`common.shards.resolve_shard` (--shard, RANK/WORLD_SIZE, SLURM job arrays) with its errors as
     `UsageError`s, which the commands print as one line and exit 2."""
-    try:
-        return shards.resolve_shard(flag, environ)
-    except shards.ShardError as exc:
-        raise UsageError(str(exc)) from exc
+    return shards.resolve_shard(flag, environ, error=UsageError)
 
 
 @dataclass
@@ -91,7 +85,7 @@ class SummaryWriter:
     def __init__(self, out_dir: Path, command: str, settings: dict, shard: Shard):
         self.out_dir, self.command, self.settings, self.shard = Path(out_dir), command, settings, shard
         self.summary_path = self.out_dir / "summary.json"
-        self.part_path = self.out_dir / PARTS_DIR / f"{command}-shard-{shard.index}-of-{shard.count}.json"
+        self.part_path = self.out_dir / PARTS_DIR / f"{command}-{shard.tag}.json"
         self.outcomes: list[SlideOutcome] = []
         self.ignored: list[str] = []
         self._check_command()
@@ -99,17 +93,11 @@ class SummaryWriter:
         self._last_flush = 0.0
 
     def _earlier_entries(self) -> list[dict]:
-        try:
-            return list(json.loads(self.part_path.read_text(encoding="utf-8")).get("slides", []))
-        except (OSError, json.JSONDecodeError, AttributeError):
-            return []
+        return list(shards.read_part(self.part_path).get("slides", []))
 
     def _check_command(self) -> None:
         if self.summary_path.is_file():
-            try:
-                previous = json.loads(self.summary_path.read_text(encoding="utf-8")).get("command")
-            except (OSError, json.JSONDecodeError, AttributeError):
-                previous = None
+            previous = shards.read_part(self.summary_path).get("command")
             if previous and previous != self.command:
                 raise UsageError(f"{self.out_dir} holds the outputs of `wsi-llava {previous}`; use another --out "
                                  f"for `wsi-llava {self.command}`.")
@@ -133,30 +121,26 @@ class SummaryWriter:
         return self._merge()
 
     def _merge(self) -> dict:
-        lock_path = self.out_dir / ".summary.lock"
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                latest: dict[str, dict] = {}
-                shards, ignored = [], set()
-                for part in sorted((self.out_dir / PARTS_DIR).glob(f"{self.command}-shard-*.json")):
-                    with contextlib.suppress(OSError, json.JSONDecodeError):
-                        data = json.loads(part.read_text(encoding="utf-8"))
-                        shards.append({"shard": data.get("shard"), "updated_at": data.get("updated_at")})
-                        ignored.update(data.get("ignored_inputs", []))
-                        for entry in data.get("slides", []):
-                            known = latest.get(entry["slide_id"])
-                            if known is None or entry.get("finished_at", "") >= known.get("finished_at", ""):
-                                latest[entry["slide_id"]] = entry
-                slides = [latest[key] for key in sorted(latest)]
-                counts = {status: sum(1 for s in slides if s["status"] == status) for status in STATUSES}
-                summary = {"command": self.command, "software_version": software_version(), "updated_at": utc_now(),
-                           "settings": self.settings, "counts": counts, "shards": shards,
-                           "ignored_inputs": sorted(ignored), "slides": slides}
-                atomic_write_json(self.summary_path, summary, indent=2)
-                return summary
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with shards.exclusive_lock(self.out_dir / ".summary.lock"):
+            latest: dict[str, dict] = {}
+            seen, ignored = [], set()
+            for part in sorted((self.out_dir / PARTS_DIR).glob(f"{self.command}-{shards.SHARD_TAG_GLOB}.json")):
+                data = shards.read_part(part)
+                if not data:
+                    continue
+                seen.append({"shard": data.get("shard"), "updated_at": data.get("updated_at")})
+                ignored.update(data.get("ignored_inputs", []))
+                for entry in data.get("slides", []):
+                    known = latest.get(entry["slide_id"])
+                    if known is None or entry.get("finished_at", "") >= known.get("finished_at", ""):
+                        latest[entry["slide_id"]] = entry
+            slides = [latest[key] for key in sorted(latest)]
+            counts = {status: sum(1 for s in slides if s["status"] == status) for status in STATUSES}
+            summary = {"command": self.command, "software_version": software_version(), "updated_at": utc_now(),
+                       "settings": self.settings, "counts": counts, "shards": seen,
+                       "ignored_inputs": sorted(ignored), "slides": slides}
+            atomic_write_json(self.summary_path, summary, indent=2)
+            return summary
 
 
 def _progress_bar(slides: list[SlideInput], command: str):
