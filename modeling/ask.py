@@ -90,15 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Input: {inputs.describe()}; slide tokens: {token_source}", flush=True)
         print(f"Q: {args.question}\nA: ", end="", flush=True)
         if settings.trim_answer:            # the trimmed answer is only known at the end
-            answer = session.ask(args.question)
-            print(answer, flush=True)
+            print(session.ask(args.question), flush=True)
         else:
-            pieces = []
             for piece in session.stream(args.question):
-                pieces.append(piece)
                 print(piece, end="", flush=True)
             print(flush=True)
-            answer = "".join(pieces).strip()
+        answer = session.history[-1][1]     # the answer as decoded and finished, what the heatmap explains
         print(f"[{_settings_line(session, settings)}]", file=sys.stderr)
         if args.heatmap:
             from modeling.evidence_outputs import explain_and_write

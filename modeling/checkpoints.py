@@ -170,7 +170,9 @@ def _load_demo(load_4bit: bool, device: str, dtype) -> LoadedModel:
     from modeling.demo_model import build_demo, build_demo_checkpoint
 
     name = f"{DEMO_MODEL_NAME} (built in)"
-    if not load_4bit and dtype in (None, "auto", "float32") and device == "cpu":
+    import torch
+
+    if not load_4bit and device == "cpu" and torch_dtype(dtype, device) == torch.float32:
         model, processor = build_demo()
         return LoadedModel(model, processor, name, False)
     with tempfile.TemporaryDirectory() as tmp:   # quantisation and dtype go through from_pretrained
