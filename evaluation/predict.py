@@ -3,8 +3,8 @@
     report = run_predictions(PredictConfig(model="./wsi-llava-7b", benchmark="WSI-Bench/", out=Path("p.jsonl"),
                                            features_root=Path("WSIBench-pt/")))
 
-Rows: {question_id, image, task, capability, question, reference, prediction, model, settings} (+
-source_task_name), `task` being the canonical task id; `evaluate score` reads them as they are.
+Rows: {schema, question_id, image, task, capability, question, reference, prediction, model, settings,
+source_task_name, slide_token_source}, `task` being the canonical task id; `evaluate score` reads them as they are.
 `settings` holds every generation setting (`GenerationSettings.record()`: profile, the prompt template
 used, sampling, seed ...) plus the model's dtype and quantisation. Defaults are the official inference
 (`modeling.generation_settings`, profile "official"); every answer is seeded (`--seed`, default 0), so a

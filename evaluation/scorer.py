@@ -3,12 +3,13 @@
     summary = run_scoring(ScoreConfig(predictions=Path("preds.jsonl"), out_dir=Path("eval"),
                                       judge=JudgeConfig(name="offline")))
 
-Resumable: each judged item is appended at once to `DIR/scores.partial.jsonl`; a re-run (after an
-interruption, or of a finished run) reuses every row in scores.jsonl / scores.partial.jsonl whose
-fingerprint matches (same judge, prompt version and texts) and whose metrics did not fail, and judges
+Resumable: each judged item is appended at once to `DIR/scores.partial.jsonl` (a shard's to
+`scores.partial.shard-<i>-of-<n>.jsonl`); a re-run (after an interruption, or of a finished run) reuses every
+row in scores.jsonl and those journals whose fingerprint matches (same judge, prompt version and texts) and whose metrics did not fail, and judges
 only the rest. Independently, the LLM judge's reply cache (DIR/judge_cache.sqlite unless --cache) means
 a repeated judgement sends no request. At the end scores.jsonl (prediction-file order), summary.json
-and summary.md are written under temporary names and renamed, and the journal is removed; a run stopped
+and summary.md are written under temporary names and renamed, and the journals (and shard stats files)
+read are removed; a run stopped
 before its first judged row leaves no (empty) journal. Everything written passes through
 `llm.redaction.Redactor`: the judge's API key is never stored, even where a reply or an input echoes it.
 `dry_run` loads and matches everything, estimates the judge's requests and cost, and writes nothing.

@@ -46,7 +46,7 @@ from ui.config_values import (
     parse_roots,
     parse_workers,
 )
-from ui.viewer.settings import DEFAULT_VIEWER_JS, OSD_VERSION
+from ui.viewer.settings import DEFAULT_VIEWER_JS, OSD_VERSION, viewer_js_problem
 
 class AppConfigError(ValueError):
     """A flag or environment variable with an unusable value; the message names it and the fix."""
@@ -236,10 +236,8 @@ class AppConfig:
         for root in self.allowed_roots:
             if not root.is_dir():
                 raise AppConfigError(f"--allowed-roots / WSI_LLAVA_ALLOWED_ROOTS: {root} is not a folder.")
-        if self.viewer_js and not Path(self.viewer_js).expanduser().is_file():
-            raise AppConfigError(f"--viewer-js / WSI_LLAVA_VIEWER_JS: {self.viewer_js} is not a file; give the path "
-                                 f"of an openseadragon.min.js ({OSD_VERSION}), e.g. from `npm pack "
-                                 f"openseadragon@{OSD_VERSION}`.")
+        if self.viewer_js and (problem := viewer_js_problem(self.viewer_js)):
+            raise AppConfigError(f"--viewer-js / WSI_LLAVA_VIEWER_JS: {problem}")
         if self.slides_root and not Path(self.slides_root).expanduser().is_dir():
             raise AppConfigError(f"--slides-root / WSI_LLAVA_SLIDES_ROOT: {self.slides_root} is not a folder.")
 

@@ -90,7 +90,8 @@ def test_new_conversation_while_a_heatmap_is_stored_never_leaves_it_on_screen(tm
     session = SlideQaSession("s1")
     session.name, session.chat, session.answers_total = "s.svs", SimpleNamespace(history=[("q1", "a1")]), 1
     session.viewer_handle = registry.open("s1", slide, slot="qa", overlays=Overlays()).handle
-    services = SimpleNamespace(viewer=registry, sessions=SimpleNamespace(peek=lambda sid: session))
+    services = SimpleNamespace(viewer=registry, sessions=SimpleNamespace(peek=lambda sid: session),
+                               sandbox=UploadSandbox(tmp_path / "up", max_bytes=1 << 30, incoming_roots=[tmp_path]))
     view = SimpleNamespace(viewer="viewer", thumbnail="thumbnail", heatmap_status="status", heatmap_files="files")
     job = evidence_handlers.AnswerToExplain(1, session.chat, object(), [], "q1", "a1", None)
     evidence = SimpleNamespace(relevance=[0.5], method="x", timings_s={}, answer_log_likelihood=0.0,

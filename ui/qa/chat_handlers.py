@@ -142,7 +142,3 @@ def refresh(services: QaServices, view: QaView, request: gr.Request):
             view.example: gr.update(choices=example_choices(services)) if listed else gr.skip(),
             view.server_slide: gr.update(choices=services.server_slides()) if listed else gr.skip(),
             view.timer: gr.Timer(active=not final)}
-
-
-def end_session(services: QaServices, request: gr.Request):
-    services.sessions.end(request.session_hash)

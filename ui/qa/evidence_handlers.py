@@ -146,25 +146,42 @@ def shown(services: QaServices, view: QaView, session: SlideQaSession, job: Answ
     session moved on meanwhile."""
     from modeling.evidence_outputs import blend_on_overview, viewer_tiles, write_evidence_files
 
-    if session.chat is not job.chat or session.answers_total != job.number or job.number <= session.evidence_stop_upto:
-        return {view.heatmap_status: f"_The heatmap of answer {job.number} is not shown: the conversation moved on._"}
+    if moved_on(session, job):
+        return not_shown(view, job)
     session.drop_evidence()
-    session.evidence_dir = tempfile.mkdtemp(prefix="wsi-llava-evidence-")
+    session.evidence_dir = evidence_folder(services, session)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(session.name or "slide").stem)[:80] or "slide"
     files = write_evidence_files(evidence, Path(session.evidence_dir) / f"{stem}-answer{job.number}")
     session.evidence, session.evidence_answer = evidence, job.number
     session.evidence_files = [str(files["geojson"]), str(files["png"])]
     cells = [{**tile, "value": tile["relevance"]} for tile in viewer_tiles(evidence)]
     with session.overlay_lock:               # the conversation may have been cleared while the files were written
-        if job.number <= session.evidence_stop_upto:
+        if moved_on(session, job):
             session.drop_evidence()
-            return {view.heatmap_status: f"_The heatmap of answer {job.number} is not shown: the conversation "
-                                         "moved on._"}
+            return not_shown(view, job)
         viewer = slide_viewer.with_heatmap(services, session, cells, label="relevance (nats)")
     thumbnail = blend_on_overview(evidence, session.tiled.overview) if session.tiled is not None else gr.skip()
     return {view.viewer: viewer if viewer is not None else gr.skip(), view.thumbnail: thumbnail,
             view.heatmap_status: summary_markdown(evidence, job.number, in_viewer=viewer is not None),
             view.heatmap_files: gr.update(value=session.evidence_files, visible=True)}
+
+
+def moved_on(session: SlideQaSession, job: AnswerToExplain) -> bool:
+    """The session no longer shows the answer `job` explains (another chat or answer, or it was stopped)."""
+    return session.chat is not job.chat or session.answers_total != job.number or job.number <= session.evidence_stop_upto
+
+
+def not_shown(view: QaView, job: AnswerToExplain) -> dict:
+    return {view.heatmap_status: f"_The heatmap of answer {job.number} is not shown: the conversation moved on._"}
+
+
+def evidence_folder(services: QaServices, session: SlideQaSession) -> str:
+    """A new folder for the heatmap's files inside the session's upload folder: deleted with the session and,
+    after a crash, by the next start-up's sweep, as its uploads are."""
+    parent = services.sandbox.session_dir(session.session_id)
+    parent.mkdir(parents=True, exist_ok=True)
+    parent.chmod(0o700)
+    return tempfile.mkdtemp(prefix="evidence-", dir=parent)
 
 
 def summary_markdown(evidence, number: int, in_viewer: bool) -> str:
@@ -198,6 +215,6 @@ def stop_for_new_conversation(services: QaServices, view: QaView, request: gr.Re
         return {view.heatmap_status: gr.skip()}
     with session.overlay_lock:
         session.stop_evidence()
-        viewer = slide_viewer.with_heatmap(services, session, None, note="no answer with a heatmap yet: ask a question")
+        viewer = slide_viewer.with_heatmap(services, session, None, note=slide_viewer.NO_HEATMAP_YET)
     return {**stop_for_slide(services, view, request), view.viewer: viewer if viewer is not None else gr.skip(),
             view.thumbnail: session.tiled.overview if session.tiled is not None else gr.skip()}

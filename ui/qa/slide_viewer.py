@@ -29,6 +29,7 @@ from ui.viewer.overlays import (
 )
 
 SLOT = "qa"
+NO_HEATMAP_YET = "no answer with a heatmap yet: ask a question"
 NO_VIEWER = "The zoomable viewer is off in this app: the overview above shows the slide."
 EXAMPLE_GRID_NOTE = "the model reads this example's released slide tokens: no tiles were laid out on the slide"
 
@@ -61,7 +62,7 @@ def show_tiled(services: QaServices, session: SlideQaSession, tiled) -> str:
         overlays = overlays_from_tiling(tiled.tiling, services.viewer.settings.max_grid_tiles)
     except OverlayError as exc:
         overlays = Overlays(tissue_lazy=True, notes={"grid": str(exc)})
-    overlays.notes["heatmap"] = "no answer with a heatmap yet: ask a question"
+    overlays.notes["heatmap"] = NO_HEATMAP_YET
     return _opened(services, session, tiled.path, name=session.name, mpp_override=tiled.mpp_override,
                    overlays=overlays, overview=tiled.overview)
 
@@ -75,11 +76,11 @@ def example_overlays(services: QaServices, inputs) -> Overlays:
     try:
         layout = check_explainable(inputs)
         grid = grid_overlay(layout.coords_level0, layout.tile_size_level0_px, services.viewer.settings.max_grid_tiles)
-        notes["heatmap"] = "no answer with a heatmap yet: ask a question"
+        notes["heatmap"] = NO_HEATMAP_YET
     except NoHeatmapError as exc:
         notes.update(grid=EXAMPLE_GRID_NOTE, heatmap=str(exc))
     except OverlayError as exc:
-        notes.update(grid=str(exc), heatmap="no answer with a heatmap yet: ask a question")
+        notes.update(grid=str(exc), heatmap=NO_HEATMAP_YET)
     return Overlays(grid=grid, tissue_lazy=True, notes=notes)
 
 

@@ -34,12 +34,18 @@ YELLOW, VIOLET = "#fde68a", "#ddd6fe"
 
 
 def build_review_tab(store_url: str, users_file: str | None, thumbnails_dir: str | None = None,
-                     export_dir: str | None = None, sign_in: str = "auto", viewer=None, slides_root=None) -> None:
+                     export_dir: str | None = None, sign_in: str = "auto", viewer=None, slides_root=None):
     """Lay out and wire the tab; the store is opened on first use, so start-up never waits on it. `viewer`
     (the app's ui.viewer.ViewerRegistry) shows the pair's slide from `slides_root` (ui.viewer.SlidesRoot).
-    Returns None: the Q&A tab's unload handler releases the session's viewer handles (app.py)."""
+    Returns the handler for `demo.unload` that releases the session's viewer handles (None without a viewer)."""
     build_review_screen(ReviewSettings(store_url, users_file, thumbnails_dir, export_dir, sign_in), viewer,
                         slides_root)
+    return None if viewer is None else bind(release_viewer_handles, viewer)
+
+
+def release_viewer_handles(viewer, request: gr.Request) -> None:
+    """The browser tab is gone: its slides leave the viewer (their URLs answer 404 from now on)."""
+    viewer.release_session(request.session_hash)
 
 
 def build_review_screen(settings: ReviewSettings, viewer=None, slides_root=None) -> ReviewScreen:

@@ -1,5 +1,5 @@
-"""The deep-zoom slide viewer shared by the app's tabs: Deep Zoom tiles from the slide itself (OpenSlide),
-served by the app's own server on routes that take an opaque per-session handle, and OpenSeadragon in
+"""The deep-zoom slide viewer shared by the app's tabs: Deep Zoom tiles from the slide itself (OpenSlide's
+Deep Zoom geometry; JPEG-tiled TIFFs decoded straight from their own tiles), served by the app's own server on routes that take an opaque per-session handle, and OpenSeadragon in
 the browser with toggleable overlays, a scale bar, the magnification and "copy link to this view".
 
     from ui.viewer import ViewerRegistry, ViewerSettings, attach_viewer, viewer_component, viewer_value
@@ -21,7 +21,8 @@ Never give the component a slide as its initial (build-time) value: the value ca
 secret token and must reach only that session's page, as a handler's output.
 
 Modules: `settings` (defaults, where OpenSeadragon comes from), `tiles` (Deep Zoom over open_slide's
-formats), `cache` (LRU of encoded tiles), `handles` (the per-session registry), `ratelimit`, `overlays`,
+formats), `direct_tiles` (the JPEG fast path), `shared` (decoded slide data every handle shares), `cache` (LRU
+of encoded tiles or decoded arrays, bounded by bytes), `handles` (the per-session registry), `ratelimit`, `overlays`,
 `routes` (FastAPI), `component` (gr.HTML + standalone page), `viewer.js` (the browser side), `slides_root`
 (a WSI-Bench slide's file under --slides-root). The browser library is installed by
 `npm ci --prefix ui/viewer` (package.json pins openseadragon 6.1.1; node_modules is never committed).

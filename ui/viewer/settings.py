@@ -38,6 +38,14 @@ class ScriptSource:
     integrity: str = OSD_CDN_SRI
 
 
+def viewer_js_problem(path) -> str | None:
+    """What is wrong with a --viewer-js path (None: it is a file), with the fix."""
+    if Path(path).expanduser().is_file():
+        return None
+    return (f"{path} is not a file; give the path of an openseadragon.min.js ({OSD_VERSION}), e.g. from "
+            f"`npm pack openseadragon@{OSD_VERSION}`.")
+
+
 @dataclass(frozen=True)
 class ViewerSettings:
     viewer_js: Path | None = None          # --viewer-js: a local openseadragon.min.js (6.x)
@@ -58,9 +66,8 @@ class ViewerSettings:
     overview_max_px: int = 1024            # the fallback overview image's longer side
 
     def __post_init__(self):
-        if self.viewer_js is not None and not Path(self.viewer_js).is_file():
-            raise ValueError(f"{VIEWER_JS_FLAG} {self.viewer_js}: no such file; give the path of an "
-                             f"openseadragon.min.js ({OSD_VERSION}), e.g. from `npm pack openseadragon@{OSD_VERSION}`.")
+        if self.viewer_js is not None and (problem := viewer_js_problem(self.viewer_js)):
+            raise ValueError(f"{VIEWER_JS_FLAG} {problem}")
         if self.tile_size_px < 64 or self.tile_size_px > 2048:
             raise ValueError(f"tile_size_px {self.tile_size_px} must be in 64..2048")
         if not 0 <= self.overlap_px <= 8:
