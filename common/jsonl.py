@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from common.text_files import iconv_hint, json_problem, loads_json, max_json_depth, not_utf8_message
+from common.text_files import NotUtf8Error, decode_utf8, iconv_hint, json_problem, loads_json, max_json_depth
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,10 @@ def iter_jsonl(path: str | Path) -> Iterator[JsonLine]:
         for number, raw in enumerate(handle, start=1):
             start, offset = offset, offset + len(raw)
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield JsonLine(number, error=f"{not_utf8_message(exc, raw, start, number)}; {iconv_hint(path)}")
+                text = decode_utf8(raw, base_offset=start, base_line=number, bom=number == 1)
+            except NotUtf8Error as exc:
+                yield JsonLine(number, error=f"{exc}; {iconv_hint(path)}")
                 continue
-            if number == 1 and text.startswith("\ufeff"):
-                text = text[1:]
             if not text.strip():
                 continue
             try:
