@@ -133,6 +133,8 @@ def decode_json_reply(text: str) -> Any:
         if 0 <= start < end:
             try:
                 return loads_json(body[start:end + 1])
-            except ValueError:             # not JSON, or nested too deeply (common.text_files)
+            except JsonNestingError as exc:
+                raise ReplyError(f"the reply is {exc}") from None
+            except json.JSONDecodeError:
                 continue
     raise ReplyError(f"the reply is not valid JSON: {text[:200]!r}")

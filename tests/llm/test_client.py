@@ -372,3 +372,9 @@ def test_a_cache_file_that_is_not_sqlite_is_refused_when_opened(server, key, tmp
     (tmp_path / "cache.sqlite").write_text("not a database " * 100)
     with pytest.raises(LLMConfigError, match="cannot open it as SQLite"):
         make_client(server, tmp_path)
+
+
+@pytest.mark.parametrize("text", ["[" * 150 + "]" * 150, "Here it is: " + "[" * 150 + "]" * 150 + " (done)"])
+def test_a_reply_nested_too_deeply_says_so_bare_or_inside_prose(text):
+    with pytest.raises(ReplyError, match="nested too deeply"):
+        decode_json_reply(text)
