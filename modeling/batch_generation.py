@@ -45,8 +45,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 from modeling.errors import ModelError
 from modeling.generation_settings import GenerationSettings, finish_answer
 from modeling.inference import KeywordStop, check_prompt_fits, context_tokens, generate_kwargs
-from modeling.projector import fit_slide_token_width
-from modeling.slide_inputs import SLIDE_TOKENS, SlideInputs, check_compatible
+from modeling.slide_inputs import SlideInputs, check_compatible
 
 # Sampling fields of a model's generation config that PerRowSampler does not apply: refused, never ignored.
 _UNSUPPORTED_SAMPLING = ("top_h", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
@@ -147,17 +146,9 @@ def _eos_ids(model) -> set[int]:
 
 
 def _slide_tokens(model, inputs: SlideInputs, device) -> torch.Tensor:
-    """One slide's tokens [1, S, slide_token_dim], computed alone exactly as the model's forward would."""
-    config = model.config
-    if inputs.kind == SLIDE_TOKENS:
-        tokens = inputs.slide_tokens
-    else:
-        encoder = model.slide_encoder
-        dtype = encoder.patch_embed.proj.weight.dtype
-        with torch.inference_mode():
-            tokens = encoder(inputs.tile_features.to(device, dtype), inputs.coords_tiling_px.to(device),
-                             token_source=config.slide_token_source)                 # [1, S, E]
-    return fit_slide_token_width(tokens.to(device), config.slide_token_dim)
+    """One slide's tokens [1, S, slide_token_dim], computed alone by the model's own `encode_slide`."""
+    with torch.inference_mode():
+        return model.encode_slide(**inputs.model_kwargs(device))
 
 
 def _rows(model, processor, requests: Sequence[BatchRequest], settings: GenerationSettings) -> list[_Row]:

@@ -120,6 +120,21 @@ class WsiLlavaForConditionalGeneration(WsiLlavaPreTrainedModel, GenerationMixin)
         tile_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Slide inputs -> projected slide embeddings [B, num_slide_tokens, H], or None without inputs."""
+        slide_tokens = self.encode_slide(slide_tokens, tile_features, coords_tiling_px, tile_padding_mask)
+        if slide_tokens is None:
+            return None
+        first_linear = next(m for m in self.projector.modules() if isinstance(m, nn.Linear))
+        return self.projector(slide_tokens.to(first_linear.weight.dtype))                 # [B, S, H]
+
+    def encode_slide(
+        self,
+        slide_tokens: torch.Tensor | None = None,
+        tile_features: torch.Tensor | None = None,
+        coords_tiling_px: torch.Tensor | None = None,
+        tile_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """Slide inputs -> the slide tokens the projector takes [B, num_slide_tokens, slide_token_dim] (tile
+        features through the slide encoder; released tokens as they are), or None without inputs."""
         if slide_tokens is not None and tile_features is not None:
             raise ValueError("Pass either slide_tokens or tile_features (+ coords_tiling_px), not both.")
         if tile_features is not None:
@@ -140,9 +155,7 @@ class WsiLlavaForConditionalGeneration(WsiLlavaPreTrainedModel, GenerationMixin)
         if slide_tokens.dim() != 3 or slide_tokens.shape[1] != self.config.num_slide_tokens:
             raise ValueError(f"slide_tokens must be [B, {self.config.num_slide_tokens}, D], got "
                              f"{tuple(slide_tokens.shape)}.")
-        first_linear = next(m for m in self.projector.modules() if isinstance(m, nn.Linear))
-        slide_tokens = fit_slide_token_width(slide_tokens, self.config.slide_token_dim)   # [B, S, slide_token_dim]
-        return self.projector(slide_tokens.to(first_linear.weight.dtype))                 # [B, S, H]
+        return fit_slide_token_width(slide_tokens, self.config.slide_token_dim)           # [B, S, slide_token_dim]
 
     def slide_placeholder_mask(self, input_ids: torch.LongTensor, num_slides: int) -> torch.Tensor:
         """[B, L] bool mask of `<image>` ids; ValueError unless every row holds num_slide_tokens of them."""
