@@ -44,7 +44,15 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 from modeling.errors import ModelError
 from modeling.generation_settings import GenerationSettings, finish_answer
-from modeling.inference import KeywordStop, check_prompt_fits, context_tokens, generate_kwargs
+from modeling.inference import (
+    KeywordStop,
+    check_prompt_fits,
+    check_same_image_id,
+    context_tokens,
+    generate_kwargs,
+    official_prompt_length,
+    slide_prefix_end,
+)
 from modeling.slide_inputs import SlideInputs, check_compatible
 
 # Sampling fields of a model's generation config that PerRowSampler does not apply: refused, never ignored.
@@ -163,7 +171,7 @@ def _rows(model, processor, requests: Sequence[BatchRequest], settings: Generati
         seed = request.seed if request.seed is not None else settings.seed
         if seed is None and settings.do_sample:
             seed = int(torch.randint(0, 2 ** 62, ()).item())
-        rows.append(_Row(ids, len(ids) - ids.count(image_id) + 1, key, seed if settings.do_sample else None))
+        rows.append(_Row(ids, official_prompt_length(ids, image_id), key, seed if settings.do_sample else None))
     return rows
 
 
@@ -171,9 +179,7 @@ def _check(model, processor, requests: Sequence[BatchRequest], settings: Generat
     if settings.num_beams > 1:
         raise ModelError(f"Batched generation does not do beam search (num_beams={settings.num_beams}); answer one "
                          "question at a time (batch size 1).")
-    if processor.image_token_id != model.config.image_token_index:
-        raise ModelError(f"Processor and model disagree on the `<image>` id ({processor.image_token_id} vs "
-                         f"{model.config.image_token_index}); load both from the same checkpoint.")
+    check_same_image_id(model, processor)
     for request in requests:
         check_compatible(request.slide_inputs, model.config)
 
@@ -182,7 +188,7 @@ def _slide_prefix(rows: list[_Row], image_id: int) -> list[int]:
     """The prompt up to the last slide placeholder: the same ids in every row (one template, the slide in the
     first question), so its KV cache is computed once per distinct slide."""
     first = rows[0].ids
-    prefix = first[:max(i for i, token in enumerate(first) if token == image_id) + 1]
+    prefix = first[:slide_prefix_end(first, image_id)]
     for row in rows:
         if row.ids[:len(prefix)] != prefix or image_id in row.ids[len(prefix):]:
             raise ModelError("Batched prompts do not share their slide prefix (system prompt, slide placeholders); "

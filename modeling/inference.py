@@ -39,7 +39,25 @@ from modeling.generation_settings import GenerationSettings, finish_answer
 from modeling.slide_inputs import SlideInputs, check_compatible
 
 __all__ = ["GenerationSettings", "SlideChatSession", "stream_answer", "generate_kwargs", "AnswerOnly",
-           "AnswerNoRepeatNGram", "KeywordStop", "context_tokens", "check_prompt_fits"]
+           "AnswerNoRepeatNGram", "KeywordStop", "context_tokens", "check_prompt_fits", "check_same_image_id",
+           "slide_prefix_end", "official_prompt_length"]
+
+
+def check_same_image_id(model, processor) -> None:
+    """ModelError unless processor and model agree on the `<image>` placeholder id."""
+    if processor.image_token_id != model.config.image_token_index:
+        raise ModelError(f"Processor and model disagree on the `<image>` id ({processor.image_token_id} vs "
+                         f"{model.config.image_token_index}); load both from the same checkpoint.")
+
+
+def slide_prefix_end(prompt_ids: list[int], image_id: int) -> int:
+    """Where the prompt's slide prefix ends: just after its last slide placeholder (its KV cache is reused)."""
+    return max(i for i, token in enumerate(prompt_ids) if token == image_id) + 1
+
+
+def official_prompt_length(prompt_ids: list[int], image_id: int) -> int:
+    """The prompt's length as the official code counts it: one image token where ours holds the placeholders."""
+    return len(prompt_ids) - prompt_ids.count(image_id) + 1
 
 
 def context_tokens(model_config) -> int | None:
@@ -150,9 +168,7 @@ class SlideChatSession:
 
     def __init__(self, model, processor, slide_inputs: SlideInputs, settings: GenerationSettings | None = None):
         check_compatible(slide_inputs, model.config)
-        if processor.image_token_id != model.config.image_token_index:
-            raise ModelError(f"Processor and model disagree on the `<image>` id ({processor.image_token_id} vs "
-                             f"{model.config.image_token_index}); load both from the same checkpoint.")
+        check_same_image_id(model, processor)
         self.model, self.processor, self.slide_inputs = model, processor, slide_inputs
         self.settings = settings or GenerationSettings()
         self.history: list[tuple[str, str]] = []
@@ -197,8 +213,7 @@ class SlideChatSession:
     def _ensure_prefix(self, prompt_ids: list[int]) -> None:
         """Run the prompt up to the last slide placeholder once and keep its KV cache (again only when the
         prefix changed: another prompt template)."""
-        image_id = self.processor.image_token_id
-        end = max(i for i, token in enumerate(prompt_ids) if token == image_id) + 1
+        end = slide_prefix_end(prompt_ids, self.processor.image_token_id)
         if self._prefix_cache is not None and prompt_ids[:end] == self._prefix_ids:
             return
         prefix = torch.tensor([prompt_ids[:end]], device=self.device)
@@ -221,7 +236,7 @@ class SlideChatSession:
         criteria = StoppingCriteriaList()
         if settings.stop_words:
             # the official prompt holds one image token where ours holds num_slide_tokens placeholders
-            official_length = len(prompt_ids) - prompt_ids.count(self.processor.image_token_id) + 1
+            official_length = official_prompt_length(prompt_ids, self.processor.image_token_id)
             criteria.append(KeywordStop(settings.stop_words, self.processor.tokenizer, len(prompt_ids),
                                         official_length, self.lead_ids))
         kwargs["stopping_criteria"] = criteria
