@@ -35,7 +35,7 @@ from curation.store.pipeline import (
     ReportInfo,
     ihc_context,
 )
-from wsi_bench.tasks import TASKS, TASKS_BY_ID, resolve_task
+from wsi_bench.tasks import TASKS, TASKS_BY_ID, resolve_selected_task
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def build_pairs(item: GenerationInput, reply: vqa.VQAReply, model: str, neighbou
 def generation_inputs(store, tasks: Sequence[str] | None, model: str, use_enrichment: bool = True
                       ) -> tuple[list[GenerationInput], list[GenerationInput]]:
     """(inputs still to generate, inputs already done) for the current cleanings and the given tasks."""
-    wanted = [resolve_task(t).task for t in tasks] if tasks else [spec.task for spec in TASKS]
+    wanted = [resolve_selected_task(t).task for t in tasks] if tasks else [spec.task for spec in TASKS]
     done = store.generation_jobs(vqa.PROMPT_VERSION, model)
     enrichments = store.current_enrichments() if use_enrichment else {}
     reports = {r.id: r for r in store.reports()}

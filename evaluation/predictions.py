@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 from wsi_bench.errors import BenchError
 from common.jsonl import iter_jsonl
 from common.text_files import read_json
-from wsi_bench.tasks import TaskSpec, resolve_task
+from wsi_bench.tasks import TaskSpec, resolve_selected_task, resolve_task
 from evaluation.errors import PredictionFormatError
 
 PREDICTION_KEYS = ("prediction", "answer", "text", "Output")
@@ -217,7 +217,7 @@ def _wanted_tasks(tasks: Sequence[str] | None) -> set[str] | None:
     if not tasks:
         return None
     try:
-        return {resolve_task(name).task for name in tasks}
+        return {resolve_selected_task(name).task for name in tasks}
     except BenchError as exc:
         raise PredictionFormatError(f"--tasks: {exc}") from exc
 

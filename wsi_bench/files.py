@@ -34,6 +34,7 @@ from wsi_bench.tasks import (
     METADATA_TO_TASK,
     TaskSpec,
     resolve_file_task,
+    resolve_selected_task,
     resolve_task,
     task_name_from_path,
     turn_numbered_task,
@@ -320,7 +321,7 @@ def read_benchmark(source: str | Path, split: str | None = None, tasks: Sequence
     else:
         raise BenchFormatError(f"{source}: neither an existing file/folder nor a Hub dataset id (owner/name).")
     if tasks:
-        wanted = {resolve_task(name).task for name in tasks}
+        wanted = {resolve_selected_task(name).task for name in tasks}
         items = [item for item in items if item.task in wanted]
     return items
 

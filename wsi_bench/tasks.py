@@ -183,6 +183,18 @@ def resolve_file_task(name: str | Path) -> TaskSpec:
     return _lookup(_FILE_ALIASES, key, raw)
 
 
+def resolve_selected_task(name: str) -> TaskSpec:
+    """A task named to select it (`--tasks`, a config's task list): as `resolve_task`, but a name that is both a
+    released file stem and a metadata value of ANOTHER task (the early `Morphology`) is refused, naming both
+    task ids: the person may mean either."""
+    key = _SPLIT_SUFFIX.sub("", str(name))
+    as_file, as_metadata = _FILE_ALIASES.get(key), _ALIASES.get(key)
+    if as_file and as_metadata and as_file != as_metadata:
+        raise UnknownTaskError(f"{name!r} is ambiguous: the released file {key}_test.json holds {as_file}, the "
+                               f"metadata value {key!r} means {as_metadata}; name the task id you mean.")
+    return resolve_task(name)
+
+
 def _lookup(aliases: dict[str, str], key: str, raw: str) -> TaskSpec:
     if key in aliases:
         return TASKS_BY_ID[aliases[key]]

@@ -101,3 +101,16 @@ def test_the_unlabelled_march_2025_file_is_a_clear_error(tmp_path):
     problems = []
     assert read_bench_file(path, problems=problems) == []
     assert len(problems) == 1 and "concatenates the 13 early-2025 test files" in problems[0]
+
+
+def test_selecting_a_name_that_means_two_tasks_is_refused_naming_both(tmp_path):
+    """`--tasks Morphology`: the early file of that name is regional structure, the metadata value specific
+    features; selecting by it would silently take one of them."""
+    from wsi_bench.errors import UnknownTaskError
+    from wsi_bench.tasks import resolve_selected_task
+
+    with pytest.raises(UnknownTaskError, match="ambiguous.*regional_structure_description.*specific_feature_"
+                                               "description.*task id"):
+        resolve_selected_task("Morphology")
+    assert resolve_selected_task("regional_structure_description").task == "regional_structure_description"
+    assert resolve_selected_task("Morphology_detail").task == "specific_feature_description"
