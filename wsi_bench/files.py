@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 from common.atomic import atomic_write_text
 from common.hub import hub_errors, hub_snapshot, looks_like_hub_id
-from common.jsonl import iter_jsonl
+from common.jsonl import JsonLine, iter_jsonl
 from common.text_files import read_json
 from wsi_bench.errors import BenchFormatError, UnknownTaskError
 from wsi_bench.tasks import (
@@ -207,20 +207,22 @@ def _parse_llava_record(record, index: int, spec: TaskSpec, source: str, task_na
                  conversations=normalized)
 
 
-def parse_official_rows(rows: Iterable[dict], source: str,
-                        problems: list[str] | None = None) -> list[BenchItem]:
+def parse_official_rows(rows: Iterable[dict], source: str, problems: list[str] | None = None,
+                        line_numbers: Sequence[int] | None = None) -> list[BenchItem]:
     """Official JSONL rows {question_id, image, question, T-answer, metadata} -> items.
 
     Malformed rows, and rows whose `metadata` names no task, raise, or with a `problems` list are recorded
-    there (file, row index, value) and skipped.
+    there (file, row index and, given `line_numbers` (each row's line in the file), its line, value) and skipped.
     """
     items = []
     for index, row in enumerate(rows):
         try:
             items.append(_parse_official_row(row, index, source))
         except BenchFormatError as exc:
+            if line_numbers is not None:                 # rows count the kept lines; people look for the line
+                exc = BenchFormatError(f"{exc} (Line {line_numbers[index]} of the file.)")
             if problems is None:
-                raise
+                raise exc from None
             problems.append(str(exc))
     return items
 
@@ -239,9 +241,10 @@ def _parse_official_row(row, index: int, source: str) -> BenchItem:
                                 {"from": "gpt", "value": answer}])
 
 
-def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list:
-    """The JSON values of the non-blank lines; a line that does not parse raises, or is listed in `problems`."""
-    rows = []
+def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list[JsonLine]:
+    """The non-blank lines that parse (value and line number); a line that does not parse raises, or is
+    listed in `problems`."""
+    lines = []
     for line in iter_jsonl(path):
         if line.error:
             message = f"{path}: line {line.number} is {line.error}."
@@ -249,8 +252,8 @@ def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list:
                 raise BenchFormatError(message)
             problems.append(message + " Line skipped.")
             continue
-        rows.append(line.value)
-    return rows
+        lines.append(line)
+    return lines
 
 
 def read_bench_file(path: str | Path, task_name: str | None = None,
@@ -263,7 +266,9 @@ def read_bench_file(path: str | Path, task_name: str | None = None,
     if not path.is_file():
         raise BenchFormatError(f"{path}: no such WSI-Bench file.")
     if path.suffix == ".jsonl":
-        return parse_official_rows(read_jsonl(path, problems), str(path), problems)
+        lines = read_jsonl(path, problems)
+        return parse_official_rows([line.value for line in lines], str(path), problems,
+                                   [line.number for line in lines])
     if path.suffix != ".json":
         raise BenchFormatError(f"{path}: expected a .json (LLaVA conversations) or .jsonl (official) file.")
     records = read_json(path, error=BenchFormatError)      # not UTF-8 / not JSON / nested too deeply

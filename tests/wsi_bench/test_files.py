@@ -258,3 +258,15 @@ def test_official_rows_with_a_bool_question_id_are_refused(tmp_path):
     path.write_text(json.dumps({**official_row("a", "Stage"), "question_id": False}) + "\n")
     with pytest.raises(BenchFormatError, match="field 'question_id' must be str or int, got bool"):
         read_benchmark(path)
+
+
+def test_a_bad_official_row_also_names_its_line_in_the_file(tmp_path):
+    """Rows are counted among the lines kept (blank and unreadable ones are not rows): the message also says
+    the line a person opens the file at."""
+    jsonl = tmp_path / "WSI-Bench-test.jsonl"
+    jsonl.write_text("\n".join(["", "{broken", json.dumps(official_row("a", "Stage")), "",
+                                json.dumps(official_row("b", "Weather"))]) + "\n")
+    problems = []
+    read_benchmark(jsonl, problems=problems)
+    [row_problem] = [p for p in problems if "Weather" in p]
+    assert row_problem.startswith(f"{jsonl}: row 1 (question_id b)") and row_problem.endswith("(Line 5 of the file.)")
