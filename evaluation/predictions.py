@@ -75,6 +75,9 @@ class ScoringItem:
         return (self.task, self.question_id)
 
 
+MAX_LINES_NAMED = 5          # skipped lines named in the message of a file that gave no item
+
+
 @dataclass
 class LoadReport:
     path: str
@@ -88,12 +91,35 @@ class LoadReport:
     duplicates: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)     # skipped lines (predictions) / records (references)
     skipped_lines: list[int] = field(default_factory=list)   # predictions lines (.json: entries, 1-based) skipped
+    first_skipped: str | None = None                      # the problem of the first of them (not in to_dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        data.pop("first_skipped")
         data.update(n_unmatched=len(self.unmatched), n_missing=len(self.missing),
                     n_duplicates=len(self.duplicates), n_problems=len(self.problems))
         return data
+
+    def why_nothing(self) -> str:
+        """Why the file gave no item: every line skipped (which ones, the first reason), rows unmatched or of
+        other tasks, or no rows at all."""
+        skipped = self.skipped_lines
+        one, many = ("entry", "entries") if self.path.endswith(".json") else ("line", "lines")
+        unit = many if len(skipped) != 1 else one
+        named = ", ".join(map(str, skipped[:MAX_LINES_NAMED])) + (
+            f" and {len(skipped) - MAX_LINES_NAMED} more" if len(skipped) > MAX_LINES_NAMED else "")
+        what = f"{len(skipped)} {unit} ({unit} {named})"
+        if skipped and not self.unmatched and not self.n_filtered_out:
+            return f"every {one} of it was skipped, {what}; the first: {self.first_skipped}"
+        parts = [f"{self.n_rows} rows"] + ([f"{what} skipped"] if skipped else [])
+        if self.unmatched:
+            parts.append(f"{len(self.unmatched)} unmatched: "
+                         + "; ".join(sorted({u["reason"] for u in self.unmatched})[:5]))
+        if self.n_filtered_out:
+            parts.append(f"{self.n_filtered_out} of other tasks than --tasks")
+        if self.n_rows == 0 and not skipped:
+            parts.append("the file has no rows")
+        return ", ".join(parts) + (f"; the first skipped: {self.first_skipped}" if skipped else "")
 
 
 def _first(row: dict, keys: Sequence[str]):
@@ -104,10 +130,11 @@ def _first(row: dict, keys: Sequence[str]):
 
 
 def read_prediction_rows(path: Path, problems: list[str],
-                         skipped: list[int] | None = None) -> list[tuple[str, int, dict]]:
+                         skipped: dict[int, str] | None = None) -> list[tuple[str, int, dict]]:
     """(source, position, row) of every row object in a .jsonl or .json predictions file, where position is
-    the line (.jsonl) or the 1-based entry (.json); unreadable lines go to `problems` (positions to `skipped`)."""
-    skipped = skipped if skipped is not None else []
+    the line (.jsonl) or the 1-based entry (.json); unreadable lines go to `problems` (and `skipped`: position
+    -> problem)."""
+    skipped = skipped if skipped is not None else {}
     if not path.is_file():
         raise PredictionFormatError(f"{path}: no such predictions file.")
     if path.suffix == ".jsonl":
@@ -115,8 +142,7 @@ def read_prediction_rows(path: Path, problems: list[str],
         for line in iter_jsonl(path):
             if line.error or not isinstance(line.value, dict):
                 reason = line.error or f"expected a JSON object, got {type(line.value).__name__}"
-                problems.append(f"{path}:{line.number}: {reason}; line skipped")
-                skipped.append(line.number)
+                problems.append(skipped.setdefault(line.number, f"{path}:{line.number}: {reason}; line skipped"))
             else:
                 rows.append((f"{path}:{line.number}", line.number, line.value))
         return rows
@@ -182,7 +208,8 @@ def load_predictions(path: str | Path, references: str | Path | None = None,
     """Items to score, in file order, and the report of everything that could not be matched."""
     path = Path(path)
     report = LoadReport(path=str(path), references=str(references) if references else None)
-    rows = read_prediction_rows(path, report.problems, report.skipped_lines)
+    skips: dict[int, str] = {}                            # position -> its problem
+    rows = read_prediction_rows(path, report.problems, skips)
     report.n_rows = len(rows)
     report.formats = sorted({_row_format(row) for _, _, row in rows})
     wanted = _wanted_tasks(tasks)
@@ -191,8 +218,7 @@ def load_predictions(path: str | Path, references: str | Path | None = None,
     for source, position, row in rows:
         wrong_type = field_type_problem(row, with_references=refs is not None)
         if wrong_type:
-            report.problems.append(f"{source}: {wrong_type}; line skipped")
-            report.skipped_lines.append(position)
+            report.problems.append(skips.setdefault(position, f"{source}: {wrong_type}; line skipped"))
             continue
         item = _match_row(source, row, refs, report)
         if item is None:
@@ -209,7 +235,8 @@ def load_predictions(path: str | Path, references: str | Path | None = None,
                           for key, ref in refs.by_key.items()
                           if key not in items and (wanted is None or ref.task in wanted)]
     report.n_items = len(items)
-    report.skipped_lines.sort()
+    report.skipped_lines = sorted(skips)
+    report.first_skipped = skips[report.skipped_lines[0]] if skips else None
     return list(items.values()), report
 
 

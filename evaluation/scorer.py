@@ -57,7 +57,6 @@ SCORES_FILE, JOURNAL_FILE = "scores.jsonl", "scores.partial.jsonl"
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 DEFAULT_CACHE_FILE = "judge_cache.sqlite"
 NLU_TASKS = ("report_generation",)
-MAX_LINES_NAMED = 5          # skipped lines named in the message of a file that gave no item
 
 
 @dataclass
@@ -158,38 +157,13 @@ def _add_cider(rows: list[dict]) -> None:
             row["nlu"] = {**row["nlu"], "cider": value}
 
 
-def _why_nothing(report) -> str:
-    """Why a predictions file gave no item: every line skipped (which ones, the first reason), rows unmatched
-    or of other tasks, or no rows at all."""
-    skipped = report.skipped_lines
-    one, many = ("entry", "entries") if report.path.endswith(".json") else ("line", "lines")   # .json: entries
-    unit = many if len(skipped) != 1 else one
-    named = ", ".join(map(str, skipped[:MAX_LINES_NAMED])) + (
-        f" and {len(skipped) - MAX_LINES_NAMED} more" if len(skipped) > MAX_LINES_NAMED else "")
-    what = f"{len(skipped)} {unit} ({unit} {named})"
-    prefix = f"{report.path}:{skipped[0]}:" if skipped else ""
-    first = next((p for p in report.problems if prefix and p.startswith(prefix)), None) or (
-        report.problems[0] if report.problems else "")
-    if skipped and not report.unmatched and not report.n_filtered_out:
-        return f"every {one} of it was skipped, {what}; the first: {first}"
-    parts = [f"{report.n_rows} rows"] + ([f"{what} skipped"] if skipped else [])
-    if report.unmatched:
-        parts.append(f"{len(report.unmatched)} unmatched: "
-                     + "; ".join(sorted({u["reason"] for u in report.unmatched})[:5]))
-    if report.n_filtered_out:
-        parts.append(f"{report.n_filtered_out} of other tasks than --tasks")
-    if report.n_rows == 0 and not skipped:
-        parts.append("the file has no rows")
-    return ", ".join(parts) + (f"; the first skipped: {first}" if skipped else "")
-
-
 def run_scoring(config: ScoreConfig, judge: Judge | None = None,
                 emit: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> dict:
     """Score every matched item; returns summary.json's content (or the dry-run plan)."""
     started = time.monotonic()
     items, report = load_predictions(config.predictions, config.references, config.tasks)
     if not items:
-        raise EvaluationError(f"{config.predictions}: no item could be scored: {_why_nothing(report)}.")
+        raise EvaluationError(f"{config.predictions}: no item could be scored: {report.why_nothing()}.")
     open_items = [item for item in items if item.answer_format == "open"]
     owned = judge is None and bool(open_items)    # close only the judge built here
     if owned:

@@ -182,3 +182,17 @@ def test_a_judge_that_echoes_the_key_never_gets_it_written(tmp_path, capsys, mon
     assert "judge_cache.sqlite" in caches
     for name in caches:
         assert key.encode() not in (out / name).read_bytes(), name
+
+
+def test_a_json_file_of_bad_entries_names_the_first_entrys_own_reason(tmp_path, capsys):
+    """.json entries are named `path:[i]`, and a references problem may come first in the list: the message's
+    "first" is still the first skipped entry's."""
+    bench = write_benchmark(tmp_path / "bench")
+    (bench / "Extra_test.json").write_text(json.dumps([{"id": "x", "image": "a.pt", "conversations": []}]))
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps([{"question_id": ["S1-4"], "prediction": "a"}, {"question_id": "S1-4",
+                                                                             "prediction": 3}]))
+    code, _, err = score(capsys, preds, tmp_path / "o", "--references", bench)
+    message = one_line_error(err)
+    assert code == 1 and "every entry of it was skipped, 2 entries (entries 1, 2)" in message
+    assert f"the first: {preds}:[0]: field 'question_id'" in message
