@@ -6,6 +6,8 @@ Screenshots: test-artifacts/viewer-*.png."""
 
 from __future__ import annotations
 
+import contextlib
+
 import re
 import time
 
@@ -38,6 +40,15 @@ def needs_npm_package():
 def slide(tmp_path_factory):
     return write_large_sparse_aperio(tmp_path_factory.mktemp("viewer-browser") / "biopsy.svs", width=8192,
                                      height=8192, mpp=0.5, downsamples=(1, 4, 16))
+
+
+@contextlib.contextmanager
+def served_viewer(serve, registry: ViewerRegistry):
+    """The viewer demo on a real server with the viewer's routes attached; yields its URL."""
+    demo = viewer_demo(registry)
+    with serve(demo) as url:
+        attach_viewer(demo, registry)
+        yield url
 
 
 def viewer_demo(registry: ViewerRegistry):
@@ -85,9 +96,7 @@ def open_slide_page(app_page, url, slide):
 def test_zoom_pan_overlays_tiles_and_forged_handles(app_page, serve, slide):
     needs_npm_package()
     registry = ViewerRegistry()
-    demo = viewer_demo(registry)
-    with serve(demo) as url:
-        attach_viewer(demo, registry)
+    with served_viewer(serve, registry) as url:
         app, tiles = open_slide_page(app_page, url, slide)
         page = app.page
         assert state(page) == "ready"
@@ -163,9 +172,7 @@ def test_zoom_pan_overlays_tiles_and_forged_handles(app_page, serve, slide):
 def test_copy_link_reopens_the_same_place_in_the_session(app_page, serve, slide):
     needs_npm_package()
     registry = ViewerRegistry()
-    demo = viewer_demo(registry)
-    with serve(demo) as url:
-        attach_viewer(demo, registry)
+    with served_viewer(serve, registry) as url:
         app, _ = open_slide_page(app_page, url, slide)
         page = app.page
         for _ in range(2):
@@ -205,9 +212,7 @@ def cdn_mode(monkeypatch, tmp_path):
 def test_openseadragon_from_the_cdn_with_its_integrity_hash(app_page, serve, slide, cdn_mode):
     needs_npm_package()
     registry = ViewerRegistry()
-    demo = viewer_demo(registry)
-    with serve(demo) as url:
-        attach_viewer(demo, registry)
+    with served_viewer(serve, registry) as url:
         app = app_page(url)
         served = []
 
@@ -229,9 +234,7 @@ def test_openseadragon_from_the_cdn_with_its_integrity_hash(app_page, serve, sli
 @pytest.mark.parametrize("how", ["offline", "tampered"])
 def test_without_a_loadable_script_the_overview_is_shown_with_the_reason(app_page, serve, slide, cdn_mode, how):
     registry = ViewerRegistry()
-    demo = viewer_demo(registry)
-    with serve(demo) as url:
-        attach_viewer(demo, registry)
+    with served_viewer(serve, registry) as url:
         app = app_page(url)
         if how == "offline":
             app.page.route(OSD_CDN_URL, lambda route: route.abort("internetdisconnected"))
